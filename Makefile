@@ -1,0 +1,26 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install what they need.
+# Pick your own torch build with e.g. `make test TORCH="torch==2.5.1+cu121 --index-url ..."`.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[test,train]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output --model deeprftv2-tiny --save-kernel --overwrite --side-by-side
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+clean:
+	rm -rf $(VENV) demo-output
