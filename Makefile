@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The network when its weights ship, else the blind classical method.
+DEMO_ARGS ?= $(if $(wildcard src/unblur/weights/deeprftv2-tiny.safetensors),--model deeprftv2-tiny,--method blind-l0)
+
 demo: $(STAMP)
-	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output --model deeprftv2-tiny --save-kernel --overwrite --side-by-side
+	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output $(DEMO_ARGS) --save-kernel --overwrite --side-by-side
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15

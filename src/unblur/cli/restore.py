@@ -1,0 +1,131 @@
+"""`unblur restore INPUT... -o OUTDIR [--method NAME | --model NAME] ...`: deblur photos.
+
+Inputs are files, folders or glob patterns; every output keeps its input's file name in OUTDIR.
+A file that fails prints one line ``unblur: error: <message>`` and the batch goes on; the exit
+code is 1 when any file failed.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _tile(value: str):
+    if value in ("auto", "none"):
+        return None if value == "none" else "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a tile size, 'auto' or 'none', got {value!r}") from None
+    if n < 16:
+        raise argparse.ArgumentTypeError(f"tile size must be at least 16, got {n}")
+    return n
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "restore",
+        help="deblur photos with a classical method or a network",
+        description="Deblur photos. Outputs keep the input's file name, bit depth and alpha channel. "
+        "Without --method or --model: blind-l0 (blind classical method), or hqs-hl when --kernel is given.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--method", metavar="NAME",
+                       help="classical method: wiener, hqs-tv, hqs-hl, richardson-lucy, blind-l0 (see `unblur models`)")
+    which.add_argument("--model", metavar="NAME", help="network with shipped weights (see `unblur models`)")
+    p.add_argument("--kernel", metavar="FILE_OR_DIR",
+                   help="blur kernel (.png/.npy) for all inputs, or a folder of kernels matched by file stem")
+    p.add_argument("--kernel-size", type=int, metavar="K",
+                   help="blind methods: odd side of the kernel to estimate (default 31; must cover the blur)")
+    p.add_argument("--save-kernel", action="store_true", help="also write <stem>_kernel.png (used or estimated)")
+    p.add_argument("--side-by-side", action="store_true", help="also write <stem>_before_after.png")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto|none",
+                   help="networks: tile size for large images (default auto: by free memory)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="networks on CUDA: autocast precision (default fp32)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..errors import InputError
+    from ..inference.restore import DEFAULT_METHOD, NON_BLIND_DEFAULT, load_model, resolve_device, restore_file
+    from ..io import expand_inputs, match_kernels
+    from .main import error
+
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output {out_dir} exists and is not a folder")
+    device = resolve_device(args.device)
+    options, method = {}, None
+    if args.model is None:
+        from ..classical import METHODS
+
+        method = args.method or (NON_BLIND_DEFAULT if args.kernel is not None else DEFAULT_METHOD)
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+        if METHODS[method].blind and args.kernel is not None:
+            raise InputError(f"method {method!r} is blind (it estimates the kernel); --kernel needs a non-blind method")
+        if not METHODS[method].blind and args.kernel is None:
+            raise InputError(f"method {method!r} is non-blind: give the blur kernel with --kernel FILE_OR_DIR")
+        if args.kernel_size is not None:
+            if not METHODS[method].blind:
+                raise InputError("--kernel-size sets the size of the kernel a blind method estimates")
+            options["kernel_size"] = args.kernel_size
+    else:
+        if args.kernel is not None or args.kernel_size is not None:
+            raise InputError("--kernel and --kernel-size only apply to classical methods (--method)")
+    model = load_model(args.model) if args.model is not None else None
+
+    paths, errors = expand_inputs(args.inputs)
+    failed = 0
+    for message in errors:
+        error(message)
+        failed += 1
+    if not paths:
+        if not errors:
+            error(f"no images found in {' '.join(args.inputs)}")
+        return 1
+    kernels = match_kernels(paths, args.kernel) if args.kernel is not None else {p: None for p in paths}
+
+    # Progress bar on terminals only, for batches.
+    bar = tqdm(paths, desc="restore", unit="image", disable=True if args.quiet or len(paths) < 2 else None, leave=False)
+    written = 0
+    for path in bar:
+        torch.manual_seed(args.seed)
+        try:
+            kernel = kernels.get(path)
+            if args.kernel is not None and kernel is None:
+                raise InputError(f"{path}: no kernel with stem {path.stem!r} in {args.kernel}")
+            restore_file(
+                path, out_dir, method=method, model=model, kernel=kernel, device=device, tile=args.tile,
+                precision=args.precision, options=options or None, overwrite=args.overwrite, save_kernel=args.save_kernel,
+                side_by_side=args.side_by_side,
+            )
+            written += 1
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one line per failed file, the batch goes on
+            failed += 1
+            error(_file_message(path, err))
+    bar.close()
+    if not args.quiet:
+        print(f"restored {written} of {written + failed} image(s) into {out_dir}")
+    return 1 if failed else 0
+
+
+def _file_message(path: Path, err: Exception) -> str:
+    from ..errors import UnblurError
+
+    text = " ".join(str(err).split()) or type(err).__name__
+    if not isinstance(err, (UnblurError, OSError)):
+        text = f"{type(err).__name__}: {text}"
+    return text if str(path) in text else f"{path}: {text}"

@@ -1,0 +1,335 @@
+"""The one restoration code path behind the Python API and the CLI.
+
+:func:`restore` deblurs a tensor with a classical method (``method=``) or a network (``model=``);
+:func:`restore_file` reads a photo, restores it and writes the result (and optionally the kernel
+and a before/after picture) next to nothing but its own outputs.
+
+Example:
+    >>> import torch, unblur
+    >>> blurred = torch.rand(3, 48, 48)
+    >>> kernel = torch.ones(5, 5) / 25
+    >>> unblur.restore(blurred, method="wiener", kernel=kernel).image.shape
+    torch.Size([1, 3, 48, 48])
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+import torch
+import torch.nn as nn
+
+from ..errors import InputError
+from .tiling import choose_tile_size, tiled_apply
+
+__all__ = ["RestoreResult", "restore", "restore_file", "resolve_device", "load_model", "DEFAULT_METHOD", "NON_BLIND_DEFAULT",
+           "output_paths"]
+
+DEFAULT_METHOD = "blind-l0"  # with neither method nor model
+NON_BLIND_DEFAULT = "hqs-hl"  # ... when a kernel is given
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+KERNEL_SIZE = 65  # size of the PSFs networks are asked to estimate
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+@dataclass
+class RestoreResult:
+    """``image``: restored (B, C, H, W) float32 in [0, 1]; ``kernel``: the kernel used or estimated
+    by a classical method ((kh, kw) or (B, C|1, kh, kw)), the PSFs a network estimates
+    ((B, n, s, s), normalised for display), or ``None``."""
+
+    image: torch.Tensor
+    kernel: torch.Tensor | None = None
+
+
+def resolve_device(device=None, like: torch.Tensor | None = None) -> torch.device:
+    """``None`` -> the device of ``like`` (else CPU); ``"auto"`` -> CUDA when available, else CPU."""
+    if device is None:
+        return like.device if like is not None else torch.device("cpu")
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"invalid device {device!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {str(device)!r} requested but CUDA is not available (use --device cpu)")
+    return device
+
+
+_MODEL_CACHE: dict[str, nn.Module] = {}
+
+
+def load_model(name: str) -> nn.Module:
+    """Build model ``name`` with its shipped weights (cached per process)."""
+    if name not in _MODEL_CACHE:
+        from ..models import create
+
+        _MODEL_CACHE.clear()  # keep at most one model in memory
+        _MODEL_CACHE[name] = create(name, pretrained=True)
+    return _MODEL_CACHE[name]
+
+
+def _as_batch(image) -> torch.Tensor:
+    if not torch.is_tensor(image):
+        try:
+            image = torch.as_tensor(image)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise InputError(f"image must be a tensor or array of shape (C, H, W) or (B, C, H, W): {err}") from None
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4:
+        raise InputError(f"image must have shape (C, H, W) or (B, C, H, W), got {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise InputError(f"image must be floating point with values in [0, 1], got dtype {image.dtype}")
+    if image.shape[-1] < 2 or image.shape[-2] < 2:
+        raise InputError(f"image is too small: {image.shape[-2]}x{image.shape[-1]} pixels")
+    return image
+
+
+def _as_kernel(kernel, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(kernel, (str, os.PathLike)):
+        from ..io import read_kernel
+
+        source = str(kernel)
+        kernel = read_kernel(kernel)
+    else:
+        source = "kernel"
+    k = torch.as_tensor(kernel)
+    if not k.is_floating_point():
+        k = k.float()
+    if k.ndim == 4 and k.shape[0] in (1, x.shape[0]) and k.shape[1] in (1, x.shape[1]):
+        pass
+    elif k.ndim != 2:
+        raise InputError(
+            f"{source}: kernel must have shape (kh, kw) or (B, C, kh, kw) matching the image, got {tuple(k.shape)}"
+        )
+    kh, kw = k.shape[-2:]
+    H, W = x.shape[-2:]
+    if kh > H or kw > W:
+        raise InputError(f"{source}: kernel of size {kh}x{kw} is larger than the image ({H}x{W})")
+    if not torch.isfinite(k).all() or (k < 0).any() or float(k.sum()) <= 0:
+        raise InputError(f"{source}: kernel must be finite, non-negative and not all zero")
+    return k.to(device=x.device, dtype=torch.float32)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if device.type == "cuda" and precision != "fp32":
+        return torch.autocast("cuda", dtype=PRECISIONS[precision])
+    return contextlib.nullcontext()  # fp16/bf16 only on CUDA; CPU runs in float32
+
+
+def _apply(net: nn.Module, x: torch.Tensor, tile: int | None, multiple: int) -> torch.Tensor:
+    """Whole image when ``tile`` is None or covers it, else blended tiles."""
+    if tile is None or tile >= max(x.shape[-2:]):
+        return net(x)
+    tile = max(tile, multiple)
+    overlap = min(max(16, tile // 8), tile // 2)
+    return tiled_apply(net, x, tile=tile, overlap=overlap, multiple=multiple)
+
+
+def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: bool):
+    gray = x.shape[1] == 1
+    if x.shape[1] not in (1, 3):
+        raise InputError(f"networks take grayscale or RGB images, got {x.shape[1]} channels")
+    xin = x.expand(-1, 3, -1, -1).contiguous() if gray else x
+    multiple = int(getattr(net, "size_multiple", 1) or 1)
+    H, W = x.shape[-2:]
+    auto = tile == "auto"
+    if tile == "none":
+        tile = None
+    elif tile is not None and not auto:
+        try:
+            tile = int(tile)
+        except (TypeError, ValueError):
+            raise InputError(f"tile must be 'auto', a positive integer or None, got {tile!r}") from None
+        if tile < 1:
+            raise InputError(f"tile must be positive, got {tile}")
+    with torch.no_grad(), _autocast(x.device, precision):
+        if auto:
+            tile = choose_tile_size(net, xin, x.device)
+        while True:
+            try:
+                out = _apply(net, xin, tile, multiple)
+                break
+            except _OOM:
+                # The estimate was optimistic (or the device is shared): retry with smaller tiles.
+                smallest = max(64, multiple)
+                if not auto or tile <= smallest:
+                    raise
+                if x.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                tile = max(smallest, (min(tile, max(H, W)) // 2 // multiple) * multiple)
+        kernels = None
+        if estimate and hasattr(net, "estimate_kernels"):
+            crop = xin
+            if tile is not None and tile < max(H, W):  # whole image too large: estimate on a centre tile
+                th, tw = min(tile, H), min(tile, W)
+                y0, x0 = (H - th) // 2, (W - tw) // 2
+                crop = xin[..., y0:y0 + th, x0:x0 + tw]
+            kernels = net.estimate_kernels(crop, size=KERNEL_SIZE)
+    out = out.float().clamp(0, 1)
+    if gray:
+        out = out.mean(1, keepdim=True)
+    return out, (kernels.float() if kernels is not None else None)
+
+
+def restore(
+    image,
+    *,
+    method: str | None = None,
+    model: str | nn.Module | None = None,
+    kernel=None,
+    device=None,
+    tile: int | str | None = "auto",
+    precision: str = "fp32",
+    options: dict | None = None,
+    estimate_kernel: bool = True,
+) -> RestoreResult:
+    """Deblur ``image`` ((C, H, W) or (B, C, H, W), values in [0, 1]).
+
+    Exactly one of ``method`` (a classical method, see ``unblur.classical.METHODS``) or ``model``
+    (a registered model name, loaded with its shipped weights, or an ``nn.Module``) may be given;
+    with neither, ``method="blind-l0"`` (``"hqs-hl"`` when a ``kernel`` is given). ``kernel`` (tensor, array or kernel file) is required by
+    the non-blind methods. ``device``: ``None`` (the image's device), ``"auto"``, ``"cpu"``,
+    ``"cuda"``. ``tile`` (networks only): ``"auto"`` (whole image when it fits in memory, else the
+    largest tile that fits), a tile size, or ``None`` (never tile). ``precision`` ``"fp16"``/``"bf16"``
+    uses autocast on CUDA (ignored on CPU). ``options`` go to the classical method.
+    ``estimate_kernel=False`` skips a network's kernel estimation.
+    """
+    if method is not None and model is not None:
+        raise InputError("give either a classical method or a model, not both")
+    x = _as_batch(image)
+    dev = resolve_device(device, like=x)
+    x = x.to(device=dev, dtype=torch.float32)
+    if model is None:
+        from ..classical import deblur
+
+        method = method or (NON_BLIND_DEFAULT if kernel is not None else DEFAULT_METHOD)
+        k = _as_kernel(kernel, x) if kernel is not None else None
+        res = deblur(x, kernel=k, method=method, **(options or {}))
+        return RestoreResult(res.image.float().clamp(0, 1), res.kernel)
+    if options:
+        raise InputError(f"options {sorted(options)} only apply to classical methods")
+    if kernel is not None:
+        raise InputError("networks estimate the blur themselves; a kernel can only be given to a classical method")
+    net = load_model(model) if isinstance(model, str) else model
+    if not isinstance(net, nn.Module):
+        raise InputError(f"model must be a model name or a torch.nn.Module, got {type(model).__name__}")
+    net = net.to(dev).eval()
+    out, kernels = _run_model(net, x, tile, precision, estimate_kernel)
+    return RestoreResult(out, kernels)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def output_paths(in_path, out_dir, save_kernel: bool = False, side_by_side: bool = False) -> dict[str, Path]:
+    """Where :func:`restore_file` writes: ``image`` (same name as the input), ``kernel``, ``side_by_side``."""
+    in_path, out_dir = Path(in_path), Path(out_dir)
+    paths = {"image": out_dir / in_path.name}
+    if save_kernel:
+        paths["kernel"] = out_dir / f"{in_path.stem}_kernel.png"
+    if side_by_side:
+        paths["side_by_side"] = out_dir / f"{in_path.stem}_before_after.png"
+    return paths
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _kernel_picture(kernel: torch.Tensor) -> torch.Tensor:
+    """(1, h, w) display image of one or several kernels (each scaled to max 1), in a grid."""
+    k = kernel.detach().float().cpu()
+    while k.ndim > 3 and k.shape[0] == 1:
+        k = k[0]
+    k = k.reshape(-1, *k.shape[-2:])
+    k = k / k.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
+    n, kh, kw = k.shape
+    cols = int(n ** 0.5 + 0.999999)
+    rows = -(-n // cols)
+    gap = 1 if n > 1 else 0
+    canvas = torch.zeros(rows * kh + (rows - 1) * gap, cols * kw + (cols - 1) * gap)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[r * (kh + gap):r * (kh + gap) + kh, c * (kw + gap):c * (kw + gap) + kw] = k[i]
+    return canvas[None]
+
+
+def _before_after(before: torch.Tensor, after: torch.Tensor, gap: int = 8) -> torch.Tensor:
+    """(C, H, 2W + gap) picture: input left, result right, separated by a white bar."""
+    C, H, _ = before.shape
+    bar = torch.ones(C, H, gap, dtype=before.dtype)
+    return torch.cat([before.cpu(), bar, after.cpu()], dim=-1)
+
+
+def restore_file(
+    in_path,
+    out_dir,
+    *,
+    method: str | None = None,
+    model: str | nn.Module | None = None,
+    kernel=None,
+    device=None,
+    tile: int | str | None = "auto",
+    precision: str = "fp32",
+    options: dict | None = None,
+    overwrite: bool = False,
+    save_kernel: bool = False,
+    side_by_side: bool = False,
+) -> list[Path]:
+    """Restore the photo ``in_path`` into ``out_dir/<same file name>``; return the paths written.
+
+    Keeps the input's bit depth and passes its alpha channel through. ``save_kernel`` also writes
+    ``<stem>_kernel.png``, ``side_by_side`` writes ``<stem>_before_after.png`` (8-bit PNG).
+    Never writes over the input; an existing output is an error unless ``overwrite``.
+    """
+    from ..io import read_image, write_image, write_kernel
+
+    in_path, out_dir = Path(in_path), Path(out_dir)
+    targets = output_paths(in_path, out_dir, save_kernel, side_by_side)
+    for path in targets.values():
+        if _same_file(path, in_path):
+            raise InputError(f"{in_path}: output {path} would overwrite the input; choose another output folder")
+        if path.exists() and not overwrite:
+            raise InputError(f"{path} already exists (use --overwrite to replace it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output folder {out_dir} is not a folder")
+    loaded = read_image(in_path)
+    result = restore(
+        loaded.data, method=method, model=model, kernel=kernel, device=device, tile=tile,
+        precision=precision, options=options, estimate_kernel=save_kernel,
+    )
+    restored = result.image[0].detach().cpu()
+    if save_kernel and result.kernel is None:
+        raise InputError(f"{in_path}: this model does not estimate kernels; run without --save-kernel")
+    if side_by_side and loaded.data.shape[-2:] != restored.shape[-2:]:
+        raise InputError(f"{in_path}: restored image has a different size; cannot build the before/after picture")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    write_image(targets["image"], restored, bit_depth=loaded.bit_depth, alpha=loaded.alpha, overwrite=overwrite)
+    written.append(targets["image"])
+    if save_kernel:
+        k = result.kernel.detach().float().cpu()
+        single = k.reshape(-1, *k.shape[-2:]).shape[0] == 1 if k.ndim > 2 else True
+        if single:
+            write_kernel(targets["kernel"], k.reshape(k.shape[-2:]), overwrite=overwrite)
+        else:
+            write_image(targets["kernel"], _kernel_picture(k[:1]), bit_depth=8, overwrite=overwrite)
+        written.append(targets["kernel"])
+    if side_by_side:
+        before = loaded.data.cpu()
+        write_image(targets["side_by_side"], _before_after(before, restored.to(before.dtype)), bit_depth=8,
+                    overwrite=overwrite)
+        written.append(targets["side_by_side"])
+    return written
+
