@@ -3,3 +3,6 @@ from .registry import create, list_models, model_config, register_model, weights
 from .base import RestorationModel  # noqa: F401
 # Architectures (each file registers its sizes):
 # (architecture imports are added below as files land)
+from . import nafnet  # noqa: E402,F401
+from . import deeprft  # noqa: E402,F401
+from . import deeprftv2  # noqa: E402,F401

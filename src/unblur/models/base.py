@@ -19,7 +19,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 class RestorationModel(nn.Module):
     """Subclasses implement ``_forward(x)`` on inputs whose size is a multiple of ``size_multiple``
-    and return ``[(image, scale), ...]`` (scale 1.0 = full resolution, 0.5 = half), last full-scale = prediction."""
+    and return ``[(image, scale), ...]`` (scale 1.0 = full resolution, 0.5 = half, 0.25 = quarter), last
+    full-scale = prediction. ``forward_train`` crops a scale-``s`` output of an (H, W) input to
+    ``(ceil(H * s), ceil(W * s))``, which ``size_multiple >= 1 / s`` guarantees is available."""
 
     size_multiple: int = 1
 
@@ -30,7 +32,7 @@ class RestorationModel(nn.Module):
         xp, (H, W) = pad_to_multiple(x, self.size_multiple)
         outs = []
         for img, scale in self._forward(xp):
-            h, w = -(-H * scale // 1), -(-W * scale // 1)  # ceil for half scale
+            h, w = -(-H * scale // 1), -(-W * scale // 1)  # ceil(H * scale), exact for 0.5, 0.25
             outs.append((img[..., : int(h), : int(w)], scale))
         return {"outputs": outs}
 
