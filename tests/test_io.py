@@ -445,3 +445,19 @@ def test_match_kernels(tmp_path):
     assert match_kernels(inputs, None) == {p: None for p in inputs}
     with pytest.raises(InputError):
         match_kernels(inputs, str(tmp_path / "nothing"))
+
+
+def test_atomic_write_gives_default_permissions(tmp_path):
+    import os
+    import stat
+
+    from unblur.io import atomic_write
+
+    target = tmp_path / "out.bin"
+    with atomic_write(target) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)  # a writer that creates a private file
+        os.write(fd, b"x")
+        os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

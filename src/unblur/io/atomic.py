@@ -48,8 +48,17 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _default_permissions(tmp: Path) -> None:
+    """Give the file the permissions a plain ``open()`` would (some writers create 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, 0o666 & ~umask)
+
+
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     """Move ``tmp`` to ``path``; without ``overwrite`` an existing ``path`` is never replaced."""
+    _default_permissions(tmp)
     if overwrite:
         os.replace(tmp, path)
         return

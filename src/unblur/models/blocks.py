@@ -1,6 +1,8 @@
 """Building blocks shared by every architecture (NAFNet-style: small and readable)."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -73,6 +75,13 @@ class NAFBlock(nn.Module):
         return x + self.dropout(y) * self.gamma
 
 
+def _float32_region(x: torch.Tensor):
+    """Autocast switched off (parameters stay float32) on the input's device type."""
+    if x.device.type in ("cuda", "cpu") and torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(device_type=x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class FFTReLUBranch(nn.Module):
     """DeepRFT's frequency branch: rfft2 -> [Re, Im] -> 1x1 -> ReLU -> 1x1 -> complex -> irfft2.
 
@@ -86,12 +95,14 @@ class FFTReLUBranch(nn.Module):
         self.conv2 = nn.Conv2d(2 * hidden, 2 * channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        X = rfft2(x)
-        z = torch.cat([X.real, X.imag], dim=1)
-        z = self.conv2(F.relu(self.conv1(z.to(self.conv1.weight.dtype)))).float()
-        re, im = z.chunk(2, dim=1)
-        return irfft2(torch.complex(re, im), s=(H, W)).to(x.dtype)
+        # Fourier coefficients of large maps exceed the float16 range: the whole branch runs in float32.
+        with _float32_region(x):
+            H, W = x.shape[-2:]
+            X = rfft2(x)
+            z = torch.cat([X.real, X.imag], dim=1)
+            z = self.conv2(F.relu(self.conv1(z.to(self.conv1.weight.dtype)))).float()
+            re, im = z.chunk(2, dim=1)
+            return irfft2(torch.complex(re, im), s=(H, W)).to(x.dtype)
 
 
 class ResFFTReLUBlock(nn.Module):

@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import RestorationModel, downscale
-from .blocks import FFTReLUBranch, ResFFTReLUBlock
+from .blocks import ResFFTReLUBlock
 from .registry import register_model
 
 __all__ = ["DeepRFT"]
@@ -91,31 +91,8 @@ class AsymmetricFeatureFusion(nn.Module):
         return self.body(torch.cat(feats, dim=1))
 
 
-class _FFTReLUBranchFP32(FFTReLUBranch):
-    """``FFTReLUBranch`` whose 1x1 convolutions also run in float32 under autocast.
-
-    Fourier coefficients grow with the image area (the DC term is the sum of the pixels): at 256x256 and beyond
-    they exceed the float16 range (65504), and the half-precision 1x1 conv of the shared block returns inf/NaN
-    under ``torch.autocast(dtype=float16)``. The two 1x1 convs are cheap (they act on the half spectrum), so
-    the whole branch runs in float32; parameters and state-dict keys are those of ``FFTReLUBranch``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type in ("cuda", "cpu") and torch.is_autocast_enabled(x.device.type):
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                return super().forward(x.float()).to(x.dtype)
-        return super().forward(x)
-
-
-class _ResFFTReLUBlock(ResFFTReLUBlock):
-    """The shared Res FFT-ReLU block with the float16-safe frequency branch."""
-
-    def __init__(self, channels: int):
-        super().__init__(channels)
-        self.freq = _FFTReLUBranchFP32(channels)
-
-
 def _stage(channels: int, n: int) -> nn.Sequential:
-    return nn.Sequential(*[_ResFFTReLUBlock(channels) for _ in range(n)])
+    return nn.Sequential(*[ResFFTReLUBlock(channels) for _ in range(n)])
 
 
 @register_model(

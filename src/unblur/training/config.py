@@ -93,6 +93,7 @@ SCHEMA: dict[str, Any] = {
     "model": {
         "name": Key(_MISSING, STR),
         "args": Key({}, (dict,), free=True),
+        "init": Key(None, OPT_STR, path=True),  # .safetensors weights to start from (fine-tuning)
     },
     "train": {
         "data": {
