@@ -36,18 +36,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import unblur.models as M
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_size(text: str) -> tuple[int, int]:

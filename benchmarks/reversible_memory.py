@@ -42,18 +42,9 @@ import torch
 
 import unblur.models as M
 from unblur.models.base import downscale
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build(size: str, reversible: bool, device) -> torch.nn.Module:

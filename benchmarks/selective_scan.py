@@ -31,18 +31,9 @@ from pathlib import Path
 import torch
 
 from unblur.models.selective_scan import mamba_kernel_available, selective_scan, selective_scan_reference
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_inputs(b, d, n, L, device, dtype=torch.float32, seed=0):

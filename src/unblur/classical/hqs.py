@@ -1,0 +1,142 @@
+"""Half-quadratic splitting (HQS) with sparse gradient priors: total variation and hyper-Laplacian.
+
+Energy (Krishnan & Fergus, NIPS 2009, and the TV analogue)::
+
+    lam/2 ||A x - y||^2 + sum_i phi(grad x)_i,
+    phi = |grad x|_2 (isotropic TV)   or   |d_h x|^alpha + |d_v x|^alpha (hyper-Laplacian, alpha ~ 2/3)
+
+Splitting ``w ~ grad x`` with the penalty ``beta/2 ||grad x - w||^2`` and continuation
+``beta = beta_init * beta_rate^t`` up to ``beta_max`` alternates
+
+- ``w``-step, pixel-wise: isotropic shrinkage for TV; for ``|w|^alpha + beta/2 (w - v)^2`` the
+  non-zero stationary point is found by Newton's method on the convex derivative from ``|v|`` and
+  compared with ``w = 0`` (exact for any alpha in (0, 1), no lookup table);
+- ``x``-step, quadratic: ``(A^T A + beta/lam D^T D) x = A^T y + beta/lam D^T w``, closed form for a
+  circular observation, preconditioned CG on the extended domain for a real photo (:mod:`.boundary`).
+
+``lam`` defaults to ``lam_scale / sigma^2`` (MAP weighting of the data term) with ``sigma`` the
+estimated noise level.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..physics.fft import rfft2
+from .boundary import Domain, gradient_otfs, gradients
+from .wiener import noise_sigma
+
+
+def shrink_tv(vh: torch.Tensor, vv: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """argmin_w |w|_2 + beta/2 |w - v|^2 for 2-vectors v = (vh, vv), pixel-wise."""
+    norm = torch.sqrt(vh * vh + vv * vv).clamp_min(1e-12)
+    scale = (1 - 1 / (beta * norm)).clamp_min(0)
+    return vh * scale, vv * scale
+
+
+def shrink_hyper_laplacian(v: torch.Tensor, beta: float, alpha: float, newton_steps: int = 8) -> torch.Tensor:
+    """argmin_w |w|^alpha + beta/2 (w - v)^2, element-wise, 0 < alpha < 1.
+
+    For a = |v| > 0 the non-zero candidate is the largest root of the convex, increasing-past-w_c
+    derivative g(w) = alpha w^(alpha-1) + beta (w - a); Newton from w = a decreases monotonically
+    onto it. It is kept where its energy beats w = 0.
+    """
+    a = v.abs()
+    w_c = (alpha * (1 - alpha) / beta) ** (1 / (2 - alpha))  # minimum of g
+    w = a.clamp_min(w_c)
+    for _ in range(newton_steps):
+        g = alpha * w.pow(alpha - 1) + beta * (w - a)
+        dg = alpha * (alpha - 1) * w.pow(alpha - 2) + beta
+        w = (w - g / dg.clamp_min(1e-12)).clamp_min(w_c)
+        w = torch.minimum(w, a.clamp_min(w_c))
+    keep = w.pow(alpha) + 0.5 * beta * (w - a) ** 2 < 0.5 * beta * a * a
+    return torch.where(keep, w * v.sign(), torch.zeros_like(v))
+
+
+def hqs(
+    blurred: torch.Tensor,
+    kernel: torch.Tensor,
+    *,
+    prior: str = "hl",
+    alpha: float = 2 / 3,
+    lam: float | None = None,
+    lam_scale: float = 0.3,
+    sigma: float | None = None,
+    beta_init: float = 1.0,
+    beta_rate: float = 2.0,
+    beta_max: float = 2.0 ** 12,
+    cg_iters: int = 8,
+    boundary: str = "valid",
+) -> torch.Tensor:
+    """Non-blind HQS deconvolution with a TV (``prior="tv"``) or hyper-Laplacian (``"hl"``) prior.
+
+    Args:
+        alpha: exponent of the hyper-Laplacian prior.
+        lam: data weight; ``None`` uses ``lam_scale / sigma^2``.
+        lam_scale: see ``lam`` (defaults tuned on CBSD432 with sigma = 0.01: 0.3 for ``hl``, 0.1 for ``tv``).
+        sigma: noise standard deviation on [0, 1] (estimated per image when ``None``).
+        beta_init, beta_rate, beta_max: continuation of the splitting weight.
+        cg_iters: CG iterations per x-step on the extended domain (``boundary="valid"``).
+        boundary: ``"valid"`` (default) or ``"circular"``.
+
+    Returns the deblurred image, same size as ``blurred`` (not clamped).
+    """
+    if prior not in ("tv", "hl"):
+        raise ValueError(f"prior must be 'tv' or 'hl', got {prior!r}")
+    dom = Domain(blurred.shape[-2:], kernel.shape[-2:], boundary, device=blurred.device)
+    otf = dom.otf(kernel.to(blurred.dtype))
+    oh, ov = gradient_otfs(dom.shape, blurred.device)
+    d2 = oh.abs() ** 2 + ov.abs() ** 2
+    if lam is None:
+        lam_t = lam_scale / noise_sigma(blurred, sigma) ** 2  # (B, 1, 1, 1)
+    else:
+        lam_t = torch.as_tensor(float(lam), dtype=blurred.dtype, device=blurred.device).view(1, 1, 1, 1)
+    x = dom.extend(blurred)
+    beta = beta_init
+    while beta <= beta_max * (1 + 1e-9):
+        gh, gv = gradients(x)
+        if prior == "tv":
+            wh, wv = shrink_tv(gh, gv, beta)
+        else:
+            wh, wv = shrink_hyper_laplacian(gh, beta, alpha), shrink_hyper_laplacian(gv, beta, alpha)
+        ratio = beta / lam_t
+        rhs = ratio * (oh.conj() * rfft2(wh) + ov.conj() * rfft2(wv))
+        x = dom.solve(otf, blurred, reg_hat=ratio * d2, rhs_hat=rhs, x0=x, iters=cg_iters)
+        beta *= beta_rate
+    return dom.crop(x)
+
+
+def hqs_tv(
+    blurred: torch.Tensor,
+    kernel: torch.Tensor,
+    *,
+    lam: float | None = None,
+    lam_scale: float = 0.1,
+    sigma: float | None = None,
+    beta_init: float = 1.0,
+    beta_rate: float = 2.0,
+    beta_max: float = 2.0 ** 12,
+    cg_iters: int = 8,
+    boundary: str = "valid",
+) -> torch.Tensor:
+    """HQS deconvolution with an isotropic total-variation prior (options: see :func:`hqs`)."""
+    return hqs(blurred, kernel, prior="tv", lam=lam, lam_scale=lam_scale, sigma=sigma, beta_init=beta_init,
+               beta_rate=beta_rate, beta_max=beta_max, cg_iters=cg_iters, boundary=boundary)
+
+
+def hqs_hl(
+    blurred: torch.Tensor,
+    kernel: torch.Tensor,
+    *,
+    alpha: float = 2 / 3,
+    lam: float | None = None,
+    lam_scale: float = 0.3,
+    sigma: float | None = None,
+    beta_init: float = 1.0,
+    beta_rate: float = 2.0,
+    beta_max: float = 2.0 ** 12,
+    cg_iters: int = 8,
+    boundary: str = "valid",
+) -> torch.Tensor:
+    """HQS deconvolution with a hyper-Laplacian gradient prior (options: see :func:`hqs`)."""
+    return hqs(blurred, kernel, prior="hl", alpha=alpha, lam=lam, lam_scale=lam_scale, sigma=sigma,
+               beta_init=beta_init, beta_rate=beta_rate, beta_max=beta_max, cg_iters=cg_iters, boundary=boundary)
