@@ -39,6 +39,7 @@ import torch
 
 from unblur.classical import METHODS, deblur
 from unblur.physics import conv2d
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,16 +50,6 @@ SHIFT = 4
 # chosen with --tune on CBSD432 (8 photos, same protocol): best mean PSNR over the swept values
 SK_WIENER_BALANCE = 0.1
 SK_RL_ITERS = 2
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -151,8 +151,8 @@ def test_masked_solve_reaches_normal_equations():
 
 
 def test_hyper_laplacian_shrinkage_is_the_global_minimiser():
-    v = torch.linspace(-0.6, 0.6, 601, dtype=torch.float64)
-    grid = torch.linspace(-0.7, 0.7, 140001, dtype=torch.float64)
+    v = torch.linspace(-0.6, 0.6, 241, dtype=torch.float64)
+    grid = torch.linspace(-0.7, 0.7, 28001, dtype=torch.float64)  # contains 0; the exact minimiser must beat it
     for beta in (2.0, 64.0, 4096.0):
         w = shrink_hyper_laplacian(v, beta, 2 / 3)
         got = w.abs() ** (2 / 3) + beta / 2 * (w - v) ** 2
@@ -223,11 +223,11 @@ def test_blind_l0_recovers_motion_kernel():
     assert float(res.kernel.sum()) == pytest.approx(1.0, abs=1e-5)
     # threshold: 0.75 needs the right direction *and* length; references for this kernel: a delta
     # scores 0.35, the same line 20 degrees off 0.42, the right line at half its length 0.74
-    # (observed here 0.82; 0.82-0.90 over other angles, lengths and noise seeds).
+    # (observed here 0.89; 0.88-0.94 over other angles, lengths and noise seeds).
     corr = _kernel_correlation(res.kernel, k)
     assert corr > 0.75, corr
     # blind results are defined up to a shift (the kernel is centred on its centroid): Levin-style
-    # shift search of +-3 px; observed gain 4.7 dB (non-blind with the true kernel: 5.8 dB)
+    # shift search of +-3 px; observed gain 3.8 dB (non-blind with the true kernel: 5.8 dB)
     gain = _shift_psnr(res.image, ref) - _shift_psnr(y, ref)
     assert gain > 2.5, gain
 
