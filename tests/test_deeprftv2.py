@@ -342,3 +342,62 @@ def test_estimate_kernels_windows_and_identity_init():
     assert k.shape == (1, 4, 65, 65) and (k >= 0).all()
     torch.testing.assert_close(k.sum((-2, -1)), torch.ones(1, 4), atol=1e-4, rtol=0)
     assert k[..., :16, :].abs().sum() == 0  # beyond the window's 32 x 32 support
+
+
+# ------------------------------------------------------------------------------------------------ fused blocks
+
+
+def _layernorm2d_reference(x, w, b, eps):
+    """The unfused formula LayerNorm2d used before its hand-written backward."""
+    mu = x.mean(1, keepdim=True)
+    var = (x - mu).pow(2).mean(1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * w[:, None, None] + b[:, None, None]
+
+
+def test_layernorm2d_fused_matches_formula_values_and_gradients():
+    from unblur.models.blocks import LayerNorm2d
+
+    g = _gen(3)
+    ln = LayerNorm2d(5).double()
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(5, generator=g, dtype=torch.float64))
+        ln.bias.copy_(torch.randn(5, generator=g, dtype=torch.float64))
+    x = (torch.randn(2, 5, 7, 6, generator=g, dtype=torch.float64) * 3 + 1).requires_grad_()
+    cot = torch.randn(2, 5, 7, 6, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad((ln(x) * cot).sum(), [x, ln.weight, ln.bias])
+    ref_y = _layernorm2d_reference(x, ln.weight, ln.bias, ln.eps)
+    ref = torch.autograd.grad((ref_y * cot).sum(), [x, ln.weight, ln.bias])
+    assert torch.allclose(ln(x), ref_y, atol=1e-12)
+    for a, r in zip(got, ref):
+        assert torch.allclose(a, r, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda t: ln(t), (x[:1, :, :3, :3].detach().clone().requires_grad_(),))
+
+
+def test_norm_conv1x1_folding_equals_conv_of_norm():
+    from unblur.models.blocks import norm_conv1x1
+
+    torch.manual_seed(0)
+    blk = NAFBlock(6).double()
+    with torch.no_grad():
+        for p in blk.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    params = [x, blk.norm1.weight, blk.norm1.bias, blk.conv1.weight, blk.conv1.bias]
+    got_y = norm_conv1x1(blk.norm1, blk.conv1, x)
+    ref_y = blk.conv1(_layernorm2d_reference(x, blk.norm1.weight, blk.norm1.bias, blk.norm1.eps))
+    assert torch.allclose(got_y, ref_y, atol=1e-12)
+    cot = torch.randn_like(ref_y)
+    for a, r in zip(torch.autograd.grad((got_y * cot).sum(), params), torch.autograd.grad((ref_y * cot).sum(), params)):
+        assert torch.allclose(a, r, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk", [2, 16])
+def test_linear_recurrence_long_multilevel_matches_loop(chunk):
+    g = _gen(5)
+    la = -torch.rand(3, 1000, generator=g, dtype=torch.float64) * 0.05
+    b = torch.randn(3, 1000, generator=g, dtype=torch.float64)
+    h, ref = torch.zeros(3, dtype=torch.float64), []
+    for t in range(1000):
+        h = torch.exp(la[:, t]) * h + b[:, t]
+        ref.append(h)
+    assert torch.allclose(linear_recurrence(la, b, chunk_size=chunk), torch.stack(ref, -1), atol=1e-10)

@@ -10,6 +10,69 @@ import torch.nn.functional as F
 from ..physics.fft import irfft2, rfft2
 
 
+class _LayerNorm2dFn(torch.autograd.Function):
+    """Channel LayerNorm of (B, C, H, W) with a hand-written backward: fewer, larger operations than letting
+    autograd record the 9 element-wise steps (forward and backward about 2x faster on CPU). Same maths:
+    ``xhat = (x - mean) / sqrt(var + eps)`` (biased variance over C), ``y = xhat * weight + bias``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        rstd = torch.rsqrt((xc * xc).mean(1, keepdim=True) + eps)
+        xhat = xc.mul_(rstd)
+        ctx.save_for_backward(xhat, rstd, weight)
+        ctx.x_dtype = x.dtype
+        return torch.addcmul(bias[:, None, None], xhat, weight[:, None, None])
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd, weight = ctx.saved_tensors
+        gx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            gw = g * weight[:, None, None]
+            m1 = gw.mean(1, keepdim=True)
+            m2 = (gw * xhat).mean(1, keepdim=True)
+            gx = ((gw - m1).sub_(xhat * m2)).mul_(rstd).to(ctx.x_dtype)
+        if ctx.needs_input_grad[1]:
+            dw = (g * xhat).sum((0, 2, 3)).to(weight.dtype)
+        if ctx.needs_input_grad[2]:
+            db = g.sum((0, 2, 3)).to(weight.dtype)
+        return gx, dw, db, None
+
+
+class _ChannelNormFn(torch.autograd.Function):
+    """``(x - mean) / sqrt(var + eps)`` over the channels of (B, C, H, W), no affine (see :func:`norm_conv1x1`)."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        rstd = torch.rsqrt((xc * xc).mean(1, keepdim=True) + eps)
+        xhat = xc.mul_(rstd)
+        ctx.save_for_backward(xhat, rstd)
+        return xhat
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, rstd = ctx.saved_tensors
+        m1 = g.mean(1, keepdim=True)
+        m2 = (g * xhat).mean(1, keepdim=True)
+        return (g - m1).sub_(xhat * m2).mul_(rstd), None
+
+
+def norm_conv1x1(norm: "LayerNorm2d", conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(norm(x))`` for a 1x1 ``conv``, with the LayerNorm's affine folded into the convolution's weights
+    (``W diag(w)``, ``bias + W b``): the same maths with one full-size pass less forward and three less backward.
+    Falls back to the plain composition for anything else."""
+    if type(norm) is not LayerNorm2d or conv.kernel_size != (1, 1) or conv.groups != 1 or conv.stride != (1, 1):
+        return conv(norm(x))
+    w = conv.weight * norm.weight[None, :, None, None]
+    b = torch.mv(conv.weight[:, :, 0, 0], norm.bias)
+    b = b if conv.bias is None else b + conv.bias
+    return F.conv2d(_ChannelNormFn.apply(x, norm.eps), w, b)
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel dimension of a (B, C, H, W) tensor, with per-channel affine."""
 
@@ -20,10 +83,7 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        x = (x - mu) / torch.sqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+        return _LayerNorm2dFn.apply(x, self.weight, self.bias, self.eps)
 
 
 class SimpleGate(nn.Module):
@@ -66,13 +126,13 @@ class NAFBlock(nn.Module):
 
     def spatial_mixing(self, x: torch.Tensor) -> torch.Tensor:
         """Gated depthwise features before channel attention (hook for variants that add a branch)."""
-        return self.gate(self.conv2(self.conv1(self.norm1(x))))
+        return self.gate(self.conv2(norm_conv1x1(self.norm1, self.conv1, x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv3(self.sca(self.spatial_mixing(x)))
-        x = x + self.dropout(y) * self.beta
-        y = self.conv5(self.gate(self.conv4(self.norm2(x))))
-        return x + self.dropout(y) * self.gamma
+        x = torch.addcmul(x, self.dropout(y), self.beta)  # x + dropout(y) * beta, one fused operation
+        y = self.conv5(self.gate(norm_conv1x1(self.norm2, self.conv4, x)))
+        return torch.addcmul(x, self.dropout(y), self.gamma)
 
 
 def _float32_region(x: torch.Tensor):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..physics.fft import irfft2, otf2psf, rfft2
 from .base import RestorationModel, downscale, pad_to_multiple
-from .blocks import Downsample, LayerNorm2d, NAFBlock, Upsample
+from .blocks import Downsample, LayerNorm2d, NAFBlock, Upsample, norm_conv1x1
 from .registry import register_model
 from .reversible import ReversibleColumn
 from .selective_scan import selective_scan
@@ -96,7 +96,7 @@ class VisualScanBranch(nn.Module):
         expand: float = 1.0,
         dt_rank: int | None = None,
         direction: int = 0,
-        chunk_size: int = 4,
+        chunk_size: int = 16,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
     ):
@@ -144,7 +144,7 @@ class NAFEVSBlock(NAFBlock):
         channels: int,
         d_state: int = 16,
         direction: int = 0,
-        chunk_size: int = 4,
+        chunk_size: int = 16,
         scan_expand: float = 1.0,
         dw_expand: int = 2,
         ffn_expand: int = 2,
@@ -276,7 +276,7 @@ class FourierKernelEstimator(nn.Module):
         levels: int = 4,
         scan: bool = True,
         d_state: int = 16,
-        chunk_size: int = 4,
+        chunk_size: int = 16,
         scan_expand: float = 1.0,
         window_size: int | None = None,
         overlap: int = 0,
@@ -307,7 +307,7 @@ class FourierKernelEstimator(nn.Module):
         H, W = x.shape[-2:]
         X = rfft2(x) / math.sqrt(H * W)
         r = self.freq_in(torch.cat([X.real, X.imag], dim=1).to(x.dtype))
-        o = self.head(self.norm(self.R(r))).float()
+        o = norm_conv1x1(self.norm, self.head, self.R(r)).float()
         return torch.complex(o[:, : self.channels], o[:, self.channels :])
 
     def _whole(self, d: torch.Tensor) -> torch.Tensor:
@@ -386,7 +386,7 @@ class DMSUNet(nn.Module):
         fke_scan: bool = True,
         d_state: int = 16,
         scan_levels: Sequence[int] = (),
-        scan_chunk: int = 4,
+        scan_chunk: int = 16,
         scan_expand: float = 1.0,
         windows: Sequence[int | None] = (512, 256),
         overlaps: Sequence[int] = (128, 64),
@@ -535,7 +535,7 @@ class DeepRFTv2(RestorationModel):
         fke_scan: bool = True,
         d_state: int = 16,
         scan_levels: Sequence[int] = (2,),
-        scan_chunk: int = 4,
+        scan_chunk: int = 16,
         scan_expand: float = 1.0,
         windows: Sequence[int | None] = (512, 256),
         overlaps: Sequence[int] = (128, 64),

@@ -17,32 +17,28 @@ For every channel d and state n (``h`` has shape (batch, D, N)):
 
 Pure-PyTorch algorithm (:func:`selective_scan`): the scan is a first-order linear recurrence
 ``h_t = exp(a_t) h_{t-1} + b_t`` with ``a = delta * A`` (log-decay, <= 0) and ``b = delta * B * u``, one
-independent recurrence per (batch, d, n). It is evaluated in chunks of ``chunk_size`` positions, as in the
-"SSD minimal" formulation of Mamba-2:
+independent recurrence per (batch, d, n). It is evaluated in chunks of ``chunk_size`` (T) positions:
 
-* within a chunk, ``h_t = sum_{s<=t} exp(sum_{k=s+1..t} a_k) b_s`` with the segment sums formed by a
-  cumulative sum of a masked (T, T) matrix and masked to ``-inf`` above the diagonal *before* the
-  exponential (exponents are always <= 0: nothing overflows, and the gradient of the masked entries is an
-  exact zero, never ``0 * inf``);
+* within a chunk, the zero-start states come from a loop over the T positions, each step one fused
+  ``h_t += exp(a_t) * h_{t-1}`` over all chunks and rows at once (positions first in memory): T - 1 small
+  operations whatever the length, every decay ``exp`` of a non-positive number (no overflow);
 * between chunks, the state at the end of each chunk obeys the same kind of recurrence, with the chunk's
-  total log-decay and its zero-start end state as inputs: it is solved by the same chunked trick one level
-  up (recursively, so ``ceil(log_T L)`` levels and no Python loop over positions or chunks), then added
-  back as ``exp(cumsum(a)) * h_previous_chunk_end``.
+  total log-decay and its zero-start end state as inputs: it is solved by the same routine one level
+  up (recursively, so ``ceil(log_T L)`` levels and no Python loop over chunks), then added back as
+  ``exp(cumsum(a)) * h_previous_chunk_end``.
 
-Because Mamba-1's ``A`` is diagonal per (channel, state), the decay differs per state and the (T, T) decay
-matrix is per (batch, d, n) (Mamba-2 shares it across states, which makes it a matrix product). The segment
-sums themselves are formed once per (batch, d) on ``delta`` and only scaled by ``A[d, n]`` per state.
+(An earlier version formed the intra-chunk states from (T, T) decay matrices, "SSD minimal" style; the loop
+gives the same values to float rounding with O(L) instead of O(L T) work and far fewer, larger operations.)
 
 Backward: the adjoint of a linear recurrence is the same recurrence run backwards,
 ``lam_t = g_t + exp(a_{t+1}) lam_{t+1}``, with ``dL/db_t = lam_t`` and ``dL/da_t = lam_t exp(a_t) h_{t-1}``.
 A custom ``autograd.Function`` computes it with the same chunked algorithm on the reversed sequence, so only
 ``delta``, ``A`` and the states ``h`` are kept for backward, never the (T, T) matrices.
 
-Complexity (M = batch * D * N recurrences of length L, chunk T): time O(M L T) for the intra-chunk matrices
-plus O(M L) for the rest (each level above is T times shorter), the same again in backward; memory O(M L) kept
-for backward (the states ``h``) plus a transient O(min(M L T, 2**24)) for the decay matrices, which are built
-for groups of chunks of at most ``_GROUP_BUDGET`` elements. Because the intra-chunk work grows with T, small
-chunks are fastest; the default ``chunk_size=4`` was the fastest on CPU (``benchmarks/selective_scan.md``).
+Complexity (M = batch * D * N recurrences of length L, chunk T): time O(M L) per level, O(M L) in all
+(each level above is T times shorter), about ``T * ceil(log_T L)`` operations; the same again in backward;
+memory O(M L) kept for backward (the states ``h``). Default ``chunk_size=16`` (fastest on CPU at the sizes of
+``deeprftv2-tiny``; any chunk >= 2 gives the same result).
 
 :func:`selective_scan_reference` is the plain sequential loop (the independent reference used in tests).
 When ``mamba_ssm`` is installed and the tensors are on CUDA, :func:`selective_scan` dispatches to its fused
@@ -57,9 +53,6 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 __all__ = ["selective_scan", "selective_scan_reference", "linear_recurrence", "mamba_kernel_available"]
-
-# Largest number of elements of the (rows, T, T) decay matrices built at once (16 M floats = 64 MB).
-_GROUP_BUDGET = 1 << 24
 
 _MAMBA_FN = None
 _MAMBA_TRIED = False
@@ -137,39 +130,37 @@ def _prepare_delta(delta, delta_bias, delta_softplus):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _intra_chunk(la: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
-    """Zero-start states inside chunks: ``la``, ``bb`` (R, T) -> (R, T)."""
+def _local_states(la: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
+    """Zero-start states inside chunks: ``la``, ``bb`` (..., T) -> (..., T), a loop over the T positions.
+
+    Each step is one fused ``h_t += exp(la_t) * h_{t-1}`` over all chunks and rows at once (positions first in
+    memory, so every step reads and writes contiguous rows): T - 1 operations whatever the number of chunks.
+    """
     T = la.shape[-1]
-    ones = torch.ones(T, T, dtype=torch.bool, device=la.device)
-    strict = torch.tril(ones, diagonal=-1)  # [t, k]: k < t
-    incl = torch.tril(ones)  # [t, s]: s <= t
-    # x[r, t, s] = la[r, t] for s < t, else 0; cumsum over t gives segsum[r, t, s] = sum_{s < k <= t} la[r, k].
-    x = la[:, :, None].expand(-1, T, T).masked_fill(~strict, 0.0)
-    seg = torch.cumsum(x, dim=1)
-    decay = torch.exp(seg.masked_fill(~incl, float("-inf")))  # mask before exp: exp(-inf) = 0
-    return torch.matmul(decay, bb[:, :, None])[..., 0]
+    h = bb.movedim(-1, 0).contiguous()  # (T, ...), starts as bb
+    if T > 1:
+        p = torch.exp(la.movedim(-1, 0)[1:])  # decays <= 1 (no overflow)
+        for t in range(1, T):
+            h[t].addcmul_(p[t - 1], h[t - 1])
+    return h.movedim(0, -1)
 
 
 def _recurrence_forward(la: torch.Tensor, bb: torch.Tensor, T: int) -> torch.Tensor:
     """States of ``h_t = exp(la_t) h_{t-1} + bb_t`` for (M, L) inputs (no autograd bookkeeping needed)."""
     M, L = la.shape
     if L <= T:
-        T = max(L, 1)
+        return _local_states(la, bb)
     pad = (-L) % T
     if pad:  # padded steps (decay 1, input 0) come after the real ones and are cut off again
         la, bb = F.pad(la, (0, pad)), F.pad(bb, (0, pad))
     nc = (L + pad) // T
-    la3, bb2 = la.reshape(M * nc, T), bb.reshape(M * nc, T)
-    rows = max(1, _GROUP_BUDGET // (T * T))  # bound the transient (rows, T, T) decay matrices
-    h_loc = torch.cat([_intra_chunk(la3[r : r + rows], bb2[r : r + rows]) for r in range(0, M * nc, rows)], 0)
-    if nc == 1:
-        return h_loc.reshape(M, T)[:, :L]
-    h_loc = h_loc.reshape(M, nc, T)
-    cum = torch.cumsum(la.reshape(M, nc, T), dim=-1)  # log-decay from the chunk start, <= 0
+    la3 = la.reshape(M, nc, T)
+    h_loc = _local_states(la3, bb.reshape(M, nc, T))  # (M, nc, T), zero start per chunk
+    cum = torch.cumsum(la3, dim=-1)  # log-decay from the chunk start, <= 0
     # True state at the end of each chunk: the same recurrence over chunks, solved by the same trick.
     h_end = _recurrence_forward(cum[..., -1], h_loc[..., -1], T)  # (M, nc)
     h_prev = F.pad(h_end[:, :-1], (1, 0))  # state entering each chunk
-    h = h_loc + torch.exp(cum) * h_prev[..., None]
+    h = torch.addcmul(h_loc, torch.exp(cum), h_prev[..., None])
     return h.reshape(M, nc * T)[:, :L]
 
 
@@ -203,7 +194,7 @@ class _LinearRecurrenceFn(torch.autograd.Function):
         return dla, lam, None
 
 
-def linear_recurrence(loga: torch.Tensor, b: torch.Tensor, chunk_size: int = 4) -> torch.Tensor:
+def linear_recurrence(loga: torch.Tensor, b: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
     """All states of ``h_t = exp(loga_t) * h_{t-1} + b_t`` (``h_{-1} = 0``) along the last dimension.
 
     ``loga`` and ``b`` have the same shape (..., L); ``loga`` should be <= 0 (a decaying recurrence).
@@ -230,38 +221,10 @@ def linear_recurrence(loga: torch.Tensor, b: torch.Tensor, chunk_size: int = 4) 
 
 
 def _selective_forward(delta: torch.Tensor, A: torch.Tensor, bu: torch.Tensor, T: int) -> torch.Tensor:
-    """States h (b, D, N, L) of ``h_t = exp(delta_t A) h_{t-1} + bu_t``; first chunk level factored.
-
-    The log-decay ``delta_t[d] * A[d, n]`` is a product, so the segment sums inside chunks are formed once per
-    (batch, d) on ``delta`` (a cumulative sum of a masked (T, T) matrix) and only scaled by ``A`` per state;
-    the chunk-level recurrence above uses :func:`_recurrence_forward`.
-    """
+    """States h (b, D, N, L) of ``h_t = exp(delta_t A) h_{t-1} + bu_t`` (one recurrence per (b, D, N))."""
     bsz, d, n, L = bu.shape
-    if L <= T:
-        T = max(L, 1)
-    pad = (-L) % T
-    if pad:  # padded steps (delta 0: decay 1, input 0) come after the real ones and are cut off again
-        delta, bu = F.pad(delta, (0, pad)), F.pad(bu, (0, pad))
-    nc = (L + pad) // T
-    dl = delta.reshape(bsz, d, nc, T)
-    ones = torch.ones(T, T, dtype=torch.bool, device=bu.device)
-    strict, incl = torch.tril(ones, diagonal=-1), torch.tril(ones)
-    # sd[b, d, c, t, s] = sum_{s < k <= t} delta_k (0 on and above the diagonal), shared by the N states.
-    sd = torch.cumsum(dl[..., :, None].expand(-1, -1, -1, T, T).masked_fill(~strict, 0.0), dim=-2)
-    A6 = A[None, :, :, None, None, None]
-    bu = bu.reshape(bsz, d, n, nc, T)
-    step = max(1, nc * _GROUP_BUDGET // (bsz * d * n * nc * T * T))  # bound the transient decay matrices
-    pieces = []
-    for c0 in range(0, nc, step):
-        seg = (A6 * sd[:, :, None, c0 : c0 + step]).masked_fill(~incl, float("-inf"))  # mask before exp
-        pieces.append(torch.matmul(torch.exp(seg), bu[:, :, :, c0 : c0 + step, :, None])[..., 0])
-    h_loc = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 3)  # (b, D, N, nc, T), zero start per chunk
-    if nc == 1:
-        return h_loc.reshape(bsz, d, n, T)[..., :L]
-    logdecay = A[None, :, :, None, None] * torch.cumsum(dl, dim=-1)[:, :, None]  # (b, D, N, nc, T), <= 0
-    h_end = _recurrence_forward(logdecay[..., -1].reshape(-1, nc), h_loc[..., -1].reshape(-1, nc), T)
-    h = h_loc + torch.exp(logdecay) * _shift_prev(h_end).reshape(bsz, d, n, nc, 1)
-    return h.reshape(bsz, d, n, nc * T)[..., :L]
+    la = delta[:, :, None, :] * A[None, :, :, None]  # (b, D, N, L), <= 0
+    return _recurrence_forward(la.reshape(-1, L), bu.reshape(-1, L), T).reshape(bsz, d, n, L)
 
 
 class _SelectiveStatesFn(torch.autograd.Function):
@@ -316,7 +279,7 @@ def selective_scan(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
-    chunk_size: int = 4,
+    chunk_size: int = 16,
     use_cuda_kernel: bool | None = None,
 ):
     """Selective scan (see the module docstring for shapes and maths); returns ``y`` (batch, D, L) in
