@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from .fft import irfft2, kernel_center, psf2otf, rfft2
 
 MODES = ("valid", "full", "circular", "reflect", "replicate", "zeros")
@@ -49,13 +50,13 @@ def as_kernel4d(kernel: torch.Tensor, x: torch.Tensor | None = None) -> torch.Te
     if kernel.ndim == 2:
         kernel = kernel[None, None]
     elif kernel.ndim != 4:
-        raise ValueError(f"kernel must have shape (kh, kw) or (B, C, kh, kw), got {tuple(kernel.shape)}")
+        raise InputError(f"kernel must have shape (kh, kw) or (B, C, kh, kw), got {tuple(kernel.shape)}")
     if x is not None:
         if x.ndim != 4:
-            raise ValueError(f"image must have shape (B, C, H, W), got {tuple(x.shape)}")
+            raise InputError(f"image must have shape (B, C, H, W), got {tuple(x.shape)}")
         B, C = x.shape[:2]
         if kernel.shape[0] not in (1, B) or kernel.shape[1] not in (1, C):
-            raise ValueError(
+            raise InputError(
                 f"kernel of shape {tuple(kernel.shape)} does not broadcast against image {tuple(x.shape)}"
             )
         kernel = kernel.to(device=x.device, dtype=x.dtype if x.is_floating_point() else kernel.dtype)
@@ -75,7 +76,7 @@ def _pad_index(n: int, before: int, after: int, mode: str, device) -> torch.Tens
         period = 2 * (n - 1)
         i = i % period
         return torch.where(i < n, i, period - i)
-    raise ValueError(f"unknown padding mode {mode!r}")
+    raise InputError(f"unknown padding mode {mode!r}")
 
 
 def pad(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.Tensor:
@@ -111,7 +112,7 @@ def same_size_pads(kh: int, kw: int) -> tuple[int, int, int, int]:
 
 def _use_fft(kernel: torch.Tensor, method: str) -> bool:
     if method not in ("auto", "fft", "direct"):
-        raise ValueError(f"method must be 'auto', 'fft' or 'direct', got {method!r}")
+        raise InputError(f"method must be 'auto', 'fft' or 'direct', got {method!r}")
     if method == "auto":
         return kernel.shape[-1] * kernel.shape[-2] >= _AUTO_FFT_MIN_TAPS
     return method == "fft"
@@ -144,7 +145,7 @@ def _valid(x, k, method, flip=True):
     kh, kw = k.shape[-2:]
     H, W = x.shape[-2:]
     if kh > H or kw > W:
-        raise ValueError(f"'valid' convolution needs an image at least as large as the kernel: image {H}x{W}, kernel {kh}x{kw}")
+        raise InputError(f"'valid' convolution needs an image at least as large as the kernel: image {H}x{W}, kernel {kh}x{kw}")
     if not _use_fft(k, method):
         B, C = x.shape[:2]
         kk = k.expand(B, C, kh, kw)
@@ -171,7 +172,7 @@ def conv2d(x: torch.Tensor, kernel: torch.Tensor, mode: str = "valid", method: s
     if mode == "full":
         return _full(x, k, method)
     if mode not in SAME_SIZE_MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "circular" and _use_fft(k, method) and kh <= x.shape[-2] and kw <= x.shape[-1]:
         return _circular_fft(x, k, adjoint=False)
     return _valid(pad(x, same_size_pads(kh, kw), mode), k, method)
@@ -186,7 +187,7 @@ def conv2d_adjoint(y: torch.Tensor, kernel: torch.Tensor, mode: str = "valid", m
     if mode == "full":
         return _valid(y, k, method, flip=False)
     if mode not in SAME_SIZE_MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "circular" and _use_fft(k, method) and kh <= y.shape[-2] and kw <= y.shape[-1]:
         return _circular_fft(y, k, adjoint=True)
     pads = same_size_pads(kh, kw)

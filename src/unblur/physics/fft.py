@@ -10,6 +10,8 @@ import contextlib
 
 import torch
 
+from ..errors import InputError
+
 
 def _no_autocast(t: torch.Tensor):
     if t.device.type in ("cuda", "cpu") and torch.is_autocast_enabled(t.device.type):
@@ -60,7 +62,7 @@ def psf2otf(psf: torch.Tensor, shape: tuple[int, int], real: bool = True) -> tor
     kh, kw = psf.shape[-2:]
     H, W = shape
     if kh > H or kw > W:
-        raise ValueError(f"psf2otf: kernel {kh}x{kw} is larger than the image {H}x{W}")
+        raise InputError(f"psf2otf: kernel {kh}x{kw} is larger than the image {H}x{W}")
     ch, cw = kernel_center(kh, kw)
     padded = psf.new_zeros(*psf.shape[:-2], H, W)
     padded[..., :kh, :kw] = psf
