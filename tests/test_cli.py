@@ -86,6 +86,14 @@ def test_restore_each_method(method, photos, tmp_path):
     assert (out / "a_kernel.png").is_file()
 
 
+def test_blind_method_writes_its_kernel_by_default(photos, tmp_path):
+    common = ["restore", str(photos / "a.png"), "--method", "blind-l0", "--kernel-size", "5", "--quiet", "--device", "cpu"]
+    assert main(common + ["-o", str(tmp_path / "on")]) == 0
+    assert (tmp_path / "on" / "a_kernel.png").is_file()
+    assert main(common + ["-o", str(tmp_path / "off"), "--no-save-kernel"]) == 0
+    assert sorted(p.name for p in (tmp_path / "off").iterdir()) == ["a.png"]
+
+
 def test_folder_glob_and_side_by_side(photos, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["restore", str(photos / "*.png"), "-o", str(out), "--method", "wiener",

@@ -39,7 +39,9 @@ def register(subparsers) -> None:
                    help="blur kernel (.png/.npy) for all inputs, or a folder of kernels matched by file stem")
     p.add_argument("--kernel-size", type=int, metavar="K",
                    help="blind methods: odd side of the kernel to estimate (default 31; must cover the blur)")
-    p.add_argument("--save-kernel", action="store_true", help="also write <stem>_kernel.png (used or estimated)")
+    p.add_argument("--save-kernel", action=argparse.BooleanOptionalAction, default=None,
+                   help="also write <stem>_kernel.png (the kernel used or estimated); default: on for blind "
+                        "classical methods, off otherwise")
     p.add_argument("--side-by-side", action="store_true", help="also write <stem>_before_after.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -96,6 +98,9 @@ def run(args) -> int:
         return 1
     kernels = match_kernels(paths, args.kernel) if args.kernel is not None else {p: None for p in paths}
 
+    # A blind classical method's estimated kernel is part of its result: write it unless told not to.
+    save_kernel = args.save_kernel if args.save_kernel is not None else (method is not None and METHODS[method].blind)
+
     # Progress bar on terminals only, for batches.
     bar = tqdm(paths, desc="restore", unit="image", disable=True if args.quiet or len(paths) < 2 else None, leave=False)
     written = 0
@@ -107,7 +112,7 @@ def run(args) -> int:
                 raise InputError(f"{path}: no kernel with stem {path.stem!r} in {args.kernel}")
             restore_file(
                 path, out_dir, method=method, model=model, kernel=kernel, device=device, tile=args.tile,
-                precision=args.precision, options=options or None, overwrite=args.overwrite, save_kernel=args.save_kernel,
+                precision=args.precision, options=options or None, overwrite=args.overwrite, save_kernel=save_kernel,
                 side_by_side=args.side_by_side,
             )
             written += 1
