@@ -310,6 +310,31 @@ def test_tiny_training_run_loss_decreases(tmp_path):
     assert math.isfinite(out["psnr"]) and 0 < out["ssim"] <= 1
 
 
+def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
+    import os
+    import signal
+
+    from unblur.training.checkpoint import load_checkpoint
+    from unblur.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    tr = Trainer(_tiny_cfg(tmp_path, "term"), model=TinyNet)
+    step = tr.train_step
+
+    def step_then_terminate(batch):  # the scheduler's SIGTERM arrives during step 2
+        out = step(batch)
+        if tr.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    tr.train_step = step_then_terminate
+    with pytest.raises(SystemExit) as exc:
+        tr.fit()
+    assert exc.value.code == 143
+    assert load_checkpoint(Path(tr.cfg.run.dir) / "last.pt")["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+
+
 def test_exact_resume_is_bit_identical(tmp_path):
     from unblur.training.checkpoint import load_checkpoint
     from unblur.training.trainer import Trainer

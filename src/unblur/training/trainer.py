@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -391,12 +393,32 @@ class Trainer:
         """Train to ``train.steps`` (or stop early after step ``stop_at``, writing a checkpoint, as an
         interrupted job would); returns the latest validation metrics and the step."""
         self.setup()
+        previous = self._catch_sigterm()
         try:
             return self._loop(stop_at)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             if self.writer is not None:
                 self.writer.close()
             D.cleanup(self.dist)
+
+    def _catch_sigterm(self):
+        """On SIGTERM (how schedulers and `kill` stop a job) finish the current step, write a checkpoint and
+        exit with status 143, instead of dying with the work since the last checkpoint lost."""
+        self._sigterm = False
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame):
+            self._sigterm = True
+
+        return signal.signal(signal.SIGTERM, request_stop)
+
+    def _stop_requested(self) -> bool:
+        """Whether any process received SIGTERM (agreed across processes, since saving is collective)."""
+        flag = torch.tensor([1.0 if self._sigterm else 0.0], device=self.device)
+        return bool(D.all_reduce_sum(flag, self.dist).item() > 0) if self.dist.enabled else self._sigterm
 
     def _loop(self, stop_at: int | None = None) -> dict:
         from tqdm import tqdm
@@ -444,8 +466,14 @@ class Trainer:
                 self.metrics = {**self.validate(), "step": self.step}
                 self._record_val(bar)
             stop = stop_at is not None and self.step >= stop_at
-            if self.step % cfg.run.ckpt_every == 0 or self.step == total or stop:
+            terminated = self._stop_requested()
+            if self.step % cfg.run.ckpt_every == 0 or self.step == total or stop or terminated:
                 self.save()
+            if terminated:
+                bar.close()
+                self._log(f"stopped by SIGTERM at step {self.step}; checkpoint written to {self.run_dir}: "
+                          "continue with --resume auto")
+                raise SystemExit(143)
             if self.step >= total or stop:
                 break
         bar.close()
