@@ -21,7 +21,7 @@ import torch
 
 from unblur.classical import deblur
 from unblur.io import expand_inputs, read_image
-from unblur.metrics import psnr, ssim
+from unblur.metrics import psnr, psnr_up_to_shift, ssim
 from unblur.models import create, list_models
 from unblur.physics.pipeline import DegradationPipeline
 
@@ -34,16 +34,6 @@ NOISE = 0.01
 
 def quantise(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round() / 255
-
-
-def shifted_psnr(out: torch.Tensor, ref: torch.Tensor, max_shift: int = 4) -> float:
-    """Best PSNR over integer shifts within +-max_shift, on the frame minus a max_shift border
-    (a blind estimate is defined up to a translation)."""
-    m = max_shift
-    H, W = ref.shape[-2:]
-    ref_c = ref[..., m:H - m, m:W - m]
-    return max(psnr(out[..., m + dy:H - m + dy, m + dx:W - m + dx], ref_c).item()
-               for dy in range(-m, m + 1) for dx in range(-m, m + 1))
 
 
 def degrade(paths: list[Path], device) -> list[dict]:
@@ -105,7 +95,7 @@ def main(argv=None) -> int:
             out = quantise(out)
             ps.append(psnr(out, pr["sharp"]).item())
             ss.append(ssim(out, pr["sharp"]).item())
-            pshift.append(shifted_psnr(out, pr["sharp"]))
+            pshift.append(psnr_up_to_shift(out, pr["sharp"], max_shift=4).item())
         n = len(pairs)
         rows.append((label, sum(ps) / n, sum(ss) / n, sum(pshift) / n, sum(secs) / n))
         print(f"{label}: {rows[-1][1]:.2f} dB", file=sys.stderr)

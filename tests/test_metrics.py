@@ -266,3 +266,15 @@ def test_error_ratio():
     assert a == pytest.approx(b, rel=1e-9)
     with pytest.raises(InputError):
         align_to_reference(gt, gt, max_shift=5, crop=2)
+
+
+def test_psnr_up_to_shift_finds_the_translation():
+    from unblur.metrics import psnr, psnr_up_to_shift
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(2, 3, 40, 44, generator=g)
+    moved = torch.roll(ref, shifts=(2, -3), dims=(-2, -1)) + 0.01 * torch.randn(2, 3, 40, 44, generator=g)
+    best = psnr_up_to_shift(moved, ref, max_shift=4)
+    assert (best > 38).all()  # noise of 0.01 -> ~40 dB once aligned
+    assert (psnr(moved, ref) < 15).all()  # unaligned it is far worse
+    assert (psnr_up_to_shift(moved, ref, max_shift=1) < 15).all()  # outside the search range: not found

@@ -77,3 +77,17 @@ def mae(x: torch.Tensor, y: torch.Tensor, border: int = 0) -> torch.Tensor:
     """Mean absolute error per image (in the images' units), shape (B,)."""
     x, y = prepare_pair(x, y, border)
     return (x - y).abs().mean(dim=(1, 2, 3))
+
+
+def psnr_up_to_shift(x: torch.Tensor, y: torch.Tensor, max_shift: int = 4, data_range: float = 1.0) -> torch.Tensor:
+    """Best PSNR per image over integer shifts of ``x`` within ``+-max_shift`` px, on ``y`` minus a
+    ``max_shift`` border: a blind estimate is only defined up to a translation. Shape (B,)."""
+    x, y = prepare_pair(x, y, 0)
+    m = int(max_shift)
+    H, W = y.shape[-2:]
+    if m < 0 or 2 * m >= min(H, W):
+        raise InputError(f"max_shift {max_shift} does not fit images of {H}x{W}")
+    ref = y[..., m:H - m, m:W - m]
+    scores = [psnr(x[..., m + dy:H - m + dy, m + dx:W - m + dx], ref, data_range)
+              for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
+    return torch.stack(scores).amax(0)
