@@ -335,6 +335,40 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
 
 
+def test_sigterm_to_loader_workers_too_still_saves(tmp_path):
+    """`pkill -f` signals the DataLoader workers as well as the main process: the workers must leave the stop to
+    the main process, which then saves and exits 143 (instead of crashing on a dead worker)."""
+    import multiprocessing
+    import signal
+
+    from unblur.training.checkpoint import load_checkpoint
+    from unblur.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    tr = Trainer(_tiny_cfg(tmp_path, "term-workers", extra=["train.num_workers=2"]), model=TinyNet)
+    step = tr.train_step
+    signalled = []
+
+    def step_then_terminate_all(batch):
+        out = step(batch)
+        if tr.step == 1:
+            workers = multiprocessing.active_children()
+            for w in workers:
+                os.kill(w.pid, signal.SIGTERM)
+            for w in workers:
+                w.join(timeout=0.5)  # a worker that obeyed SIGTERM is gone by now
+            signalled.extend((w, w.is_alive()) for w in workers)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    tr.train_step = step_then_terminate_all
+    with pytest.raises(SystemExit) as exc:
+        tr.fit()
+    assert len(signalled) == 2 and all(alive for _, alive in signalled)  # both signalled, both ignored it
+    assert exc.value.code == 143
+    assert load_checkpoint(Path(tr.cfg.run.dir) / "last.pt")["step"] == 2
+
+
 def test_exact_resume_is_bit_identical(tmp_path):
     from unblur.training.checkpoint import load_checkpoint
     from unblur.training.trainer import Trainer

@@ -139,9 +139,11 @@ def _local_states(la: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
     T = la.shape[-1]
     h = bb.movedim(-1, 0).contiguous()  # (T, ...), starts as bb
     if T > 1:
-        p = torch.exp(la.movedim(-1, 0)[1:])  # decays <= 1 (no overflow)
+        # unbind once: indexing inside the loop would dispatch 3 extra view operations per step
+        hs = h.unbind(0)
+        ps = torch.exp(la.movedim(-1, 0)[1:]).unbind(0)  # decays <= 1 (no overflow)
         for t in range(1, T):
-            h[t].addcmul_(p[t - 1], h[t - 1])
+            hs[t].addcmul_(ps[t - 1], hs[t - 1])
     return h.movedim(0, -1)
 
 

@@ -32,6 +32,14 @@ from .losses import MultiScaleLoss
 from .schedule import WarmupCosine, warmup_cosine
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM/SIGINT to the main process: a `kill` or `pkill -f` that reaches the whole
+    process group must not kill a worker first (the main process would crash instead of saving a checkpoint);
+    the workers end when the main process shuts the loader down."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _TrainForward(nn.Module):
     """Routes ``forward`` to ``forward_train`` so DDP's gradient hooks see the call."""
 
@@ -128,7 +136,7 @@ class Trainer:
             train_ds, batch_size=t.batch_size, sampler=self.sampler, num_workers=t.num_workers,
             pin_memory=pin, drop_last=False, persistent_workers=t.num_workers > 0,
             generator=torch.Generator().manual_seed(t.seed),  # keeps the global RNG untouched
-            prefetch_factor=4 if t.num_workers > 0 else None)
+            prefetch_factor=4 if t.num_workers > 0 else None, worker_init_fn=_ignore_stop_signals)
 
         v = cfg.val
         self.val_loader = None
