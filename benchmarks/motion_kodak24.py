@@ -64,6 +64,21 @@ def methods(device, with_models: list[str]):
         yield f"{name} (network, blind)", run
 
 
+HEADER = "| method | PSNR (dB) | SSIM | PSNR, best shift within 4 px (dB) | s / image | measured |"
+
+
+def merge_rows(old_text: str, new_rows: list[str]) -> list[str]:
+    """Rows of the table in ``old_text`` with those of ``new_rows`` replacing the same method (new methods
+    appended), in the old order."""
+    def method(row: str) -> str:
+        return row.split("|")[1].strip()
+
+    new = {method(r): r for r in new_rows}
+    old = [ln for ln in old_text.splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    merged = [new.pop(method(r), r) for r in old]
+    return merged + [r for r in new_rows if method(r) in new]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/test/Kodak24")
@@ -72,10 +87,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     ap.add_argument("--skip", nargs="*", default=[], help="substrings of method names to skip")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".md")))
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of --out that this run does not recompute (e.g. the slow classical ones "
+                         "when only a network changed); each row says when it was measured")
     args = ap.parse_args(argv)
     if not Path(args.data).is_dir():
         print(f"data folder {args.data} not found; nothing to do", file=sys.stderr)
         return 0
+    if args.update and args.limit:
+        ap.error("--update merges with a full run's rows; it cannot be combined with --limit")
     torch.set_num_threads(args.threads)
     paths, _ = expand_inputs([args.data])
     paths = paths[: args.limit] if args.limit else paths
@@ -97,23 +117,26 @@ def main(argv=None) -> int:
             ss.append(ssim(out, pr["sharp"]).item())
             pshift.append(psnr_up_to_shift(out, pr["sharp"], max_shift=4).item())
         n = len(pairs)
-        rows.append((label, sum(ps) / n, sum(ss) / n, sum(pshift) / n, sum(secs) / n))
+        rows.append((label, sum(ps) / n, sum(ss) / n, sum(pshift) / n, sum(secs) / n, str(datetime.date.today())))
         print(f"{label}: {rows[-1][1]:.2f} dB", file=sys.stderr)
     h, w = pairs[0]["blurred"].shape[-2:]
+    table = [f"| {m} | {p:.2f} | {s:.4f} | {q:.2f} | {t:.2f} | {d} |" for m, p, s, q, t, d in rows]
+    if args.update and Path(args.out).is_file():
+        table = merge_rows(Path(args.out).read_text(), table)
     lines = [
         "# Blind motion deblurring on Kodak24",
         "",
-        f"- date: {datetime.date.today()}; machine: {cpu_model()}, "
+        f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, "
         f"{torch.get_num_threads()} threads, device {args.device}; torch {torch.__version__}",
         f"- {len(pairs)} images, blurred size {h}x{w} (500x500 crops, `valid` blur), motion kernels "
         f"{KERNEL_SIZE}x{KERNEL_SIZE} seeded from {SEED}, noise sigma {NOISE}, 8-bit quantised input and output",
         "- SSIM: Wang et al. Gaussian per channel (scikit-image gaussian_weights=True, use_sample_covariance=False)",
         "- time: seconds per image, wall clock, first call included; PSNR/SSIM columns without shift unless named",
+        "- rows kept from earlier runs (`--update`) say when they were measured; all on the same kind of machine",
         "",
-        "| method | PSNR (dB) | SSIM | PSNR, best shift within 4 px (dB) | s / image |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [f"| {m} | {p:.2f} | {s:.4f} | {q:.2f} | {t:.2f} |" for m, p, s, q, t in rows]
+        HEADER,
+        "|---|---|---|---|---|---|",
+    ] + table
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)

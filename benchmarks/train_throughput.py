@@ -5,12 +5,13 @@ Small models are bound by the number of operations launched per step, not by ari
 how much a larger batch or crop buys before the device is saturated.
 
     python benchmarks/train_throughput.py --device cuda --models deeprftv2-tiny nafnet-tiny \
-        --batch 16 64 --crop 128 192 [--chunk 4 16] [--out benchmarks/train_throughput_cuda.md]
+        --batch 16 64 --crop 128 192 [--chunk 4 16] [--reversible both] [--out benchmarks/train_throughput_cuda.md]
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import platform
 import time
 from pathlib import Path
@@ -45,8 +46,10 @@ def loss_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(y.float(), F.interpolate(x, scale_factor=s) if s != 1 else x) for y, s in outs)
 
 
-def measure(name: str, batch: int, crop: int, device: torch.device, steps: int, warmup: int, amp, chunk):
-    kw = {"scan_chunk": chunk} if chunk and name.startswith("deeprftv2") else {}
+def measure(name, batch, crop, device, steps, warmup, amp, chunk, reversible):
+    kw = {}
+    if name.startswith("deeprftv2"):
+        kw = {"reversible": reversible} | ({"scan_chunk": chunk} if chunk else {})
     torch.manual_seed(0)
     model = create(name, **kw).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -82,6 +85,8 @@ def main() -> None:
     p.add_argument("--batch", nargs="+", type=int, default=[16, 64])
     p.add_argument("--crop", nargs="+", type=int, default=[128, 192])
     p.add_argument("--chunk", nargs="+", type=int, default=[0], help="DeepRFTv2 scan chunk sizes (0: the default)")
+    p.add_argument("--reversible", choices=["on", "off", "both"], default="on",
+                   help="DeepRFTv2 columns: recompute activations in backward (on) or store them (off)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
@@ -103,22 +108,22 @@ def main() -> None:
         "- ops / step: ATen operations dispatched by one step at batch 1 (each is at least one kernel launch or "
         "a metadata op on the host)",
         "",
-        "| model | scan chunk | batch | crop | ms / step | images / s | Mpixel / s | peak GiB | ops / step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | reversible | scan chunk | batch | crop | ms / step | images / s | Mpixel / s | peak GiB | ops / step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
     for name in a.models:
-        chunks = a.chunk if name.startswith("deeprftv2") else [0]
-        for chunk in chunks:
-            for crop in a.crop:
-                for batch in a.batch:
-                    dt, ips, mem, n_ops = measure(name, batch, crop, device, a.steps, a.warmup, amp, chunk)
-                    row = (
-                        f"| `{name}` | {chunk or 'default'} | {batch} | {crop} | {dt * 1e3:.0f} | {ips:.1f} | "
-                        f"{ips * crop * crop / 1e6:.2f} | {mem:.2f} | {n_ops} |"
-                    )
-                    lines.append(row)
-                    print(row, flush=True)
+        dv2 = name.startswith("deeprftv2")
+        chunks = a.chunk if dv2 else [0]
+        revs = ([True, False] if a.reversible == "both" else [a.reversible == "on"]) if dv2 else [None]
+        for rev, chunk, crop, batch in itertools.product(revs, chunks, a.crop, a.batch):
+            dt, ips, mem, n_ops = measure(name, batch, crop, device, a.steps, a.warmup, amp, chunk, rev)
+            row = (
+                f"| `{name}` | {'-' if rev is None else ('yes' if rev else 'no')} | {chunk or 'default'} | {batch} | "
+                f"{crop} | {dt * 1e3:.0f} | {ips:.1f} | {ips * crop * crop / 1e6:.2f} | {mem:.2f} | {n_ops} |"
+            )
+            lines.append(row)
+            print(row, flush=True)
     if a.out:
         a.out.write_text("\n".join(lines) + "\n")
 
