@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from safetensors.torch import load_file
+
 from unblur.classical import deblur
 from unblur.io import expand_inputs, read_image
 from unblur.metrics import psnr, psnr_up_to_shift, ssim
@@ -49,19 +51,28 @@ def degrade(paths: list[Path], device) -> list[dict]:
     return pairs
 
 
-def methods(device, with_models: list[str]):
+def network(model: torch.nn.Module):
+    """The model as a method: blurred (1, 3, H, W) -> restored, whole image, no gradients."""
+    model = model.eval()
+
+    def run(pr):
+        with torch.inference_mode():
+            return model(pr["blurred"])
+
+    return run
+
+
+def methods(device, with_models: list[str], candidates: dict[str, str] | None = None):
     yield "blurred input", lambda pr: pr["blurred"]
     yield "hqs-hl, true kernel (classical non-blind)", lambda pr: deblur(pr["blurred"], pr["kernel"], method="hqs-hl").image
     yield "wiener, true kernel (classical non-blind)", lambda pr: deblur(pr["blurred"], pr["kernel"], method="wiener").image
     yield "blind-l0 (classical blind)", lambda pr: deblur(pr["blurred"], method="blind-l0").image
     for name in with_models:
-        model = create(name, pretrained=True).to(device)
-
-        def run(pr, model=model):
-            with torch.inference_mode():
-                return model(pr["blurred"])
-
-        yield f"{name} (network, blind)", run
+        yield f"{name} (network, blind)", network(create(name, pretrained=True).to(device))
+    for name, path in (candidates or {}).items():  # weights not shipped (yet): a training run's export
+        model = create(name).to(device)
+        model.load_state_dict(load_file(path))
+        yield f"{name} (network, blind; candidate weights `{Path(path).name}`, not shipped)", network(model)
 
 
 HEADER = "| method | PSNR (dB) | SSIM | PSNR, best shift within 4 px (dB) | s / image | measured |"
@@ -87,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     ap.add_argument("--skip", nargs="*", default=[], help="substrings of method names to skip")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".md")))
+    ap.add_argument("--candidate", action="append", default=[], metavar="MODEL=WEIGHTS",
+                    help="also score unshipped weights (e.g. deeprftv2-tiny=runs/x.safetensors from `unblur export`)")
     ap.add_argument("--update", action="store_true",
                     help="keep the rows of --out that this run does not recompute (e.g. the slow classical ones "
                          "when only a network changed); each row says when it was measured")
@@ -102,7 +115,11 @@ def main(argv=None) -> int:
     pairs = degrade(paths, args.device)
     models = [m for m in ("nafnet-tiny", "deeprftv2-tiny") if m in list_models(pretrained=True)]
     rows = []
-    for label, fn in methods(args.device, models):
+    try:
+        candidates = dict(c.split("=", 1) for c in args.candidate)
+    except ValueError:
+        ap.error("--candidate takes MODEL=WEIGHTS")
+    for label, fn in methods(args.device, models, candidates):
         if any(s in label for s in args.skip):
             continue
         ps, ss, pshift, secs = [], [], [], []
