@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unblur.errors import ConfigError, InputError
+from unblur.models import create
 from unblur.models.base import RestorationModel, downscale
 from unblur.training.config import load_config
 from unblur.training.losses import MultiScaleLoss, charbonnier_loss, fft_loss, l1_loss, psnr_loss
@@ -119,6 +120,7 @@ def test_shipped_configs_load():
     for p in sorted((REPO / "configs").glob("*.yaml")):
         cfg = load_config(p, base_dir=REPO)
         assert cfg.optim.betas == [0.9, 0.9] and cfg.train.data.kind == "synthetic"
+        create(cfg.model.name, **dict(cfg.model.args))  # the model and its arguments exist
 
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -440,7 +442,6 @@ def test_cli_train_export_and_load(tmp_path, capsys):
     from safetensors.torch import load_file
 
     from unblur.cli.main import main
-    from unblur.models import create
 
     root = _write_images(tmp_path / "sharp", n=3, size=(48, 48))
     cfg = tmp_path / "c.yaml"
