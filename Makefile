@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The network when its weights ship, else the blind classical method.
-DEMO_ARGS ?= $(if $(wildcard src/unblur/weights/deeprftv2-tiny.safetensors),--model deeprftv2-tiny,--method blind-l0)
+# The blind classical method, until the shipped deeprftv2-tiny beats it on Kodak24 (benchmarks/motion_kodak24.md);
+# try the network with `make demo DEMO_ARGS="--model deeprftv2-tiny"`.
+DEMO_ARGS ?= --method blind-l0
 
 demo: $(STAMP)
 	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output $(DEMO_ARGS) --save-kernel --overwrite --side-by-side

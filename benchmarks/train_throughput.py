@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
+import os
 import platform
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ def measure(name, batch, crop, device, steps, warmup, amp, chunk, reversible):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     dt = (time.perf_counter() - t0) / steps
-    mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    mem = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "-"
     return dt, batch / dt, mem, n_ops
 
 
@@ -97,7 +98,8 @@ def main() -> None:
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[a.amp]
     if device.type == "cpu":
         amp = None
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{cpu_model()}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f} at start")
     lines = [
         "# Training throughput",
         "",
@@ -120,7 +122,7 @@ def main() -> None:
             dt, ips, mem, n_ops = measure(name, batch, crop, device, a.steps, a.warmup, amp, chunk, rev)
             row = (
                 f"| `{name}` | {'-' if rev is None else ('yes' if rev else 'no')} | {chunk or 'default'} | {batch} | "
-                f"{crop} | {dt * 1e3:.0f} | {ips:.1f} | {ips * crop * crop / 1e6:.2f} | {mem:.2f} | {n_ops} |"
+                f"{crop} | {dt * 1e3:.0f} | {ips:.1f} | {ips * crop * crop / 1e6:.2f} | {mem} | {n_ops} |"
             )
             lines.append(row)
             print(row, flush=True)
