@@ -1,4 +1,4 @@
-"""Training throughput: images per second of one optimisation step (forward, loss on every output, backward,
+"""Training throughput: images per second of one optimisation step (forward, the training loss on every output, backward,
 AdamW) for each model, batch size and crop size, on random data (no data loading in the loop).
 
 Small models are bound by the number of operations launched per step, not by arithmetic, so the table shows
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from unblur.models import create
+from unblur.training.losses import MultiScaleLoss
 
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
@@ -42,9 +42,11 @@ def ops_per_step(model: torch.nn.Module, x: torch.Tensor) -> int:
     return Count.n
 
 
+LOSS = MultiScaleLoss()  # the training loss: L1 + 0.01 FFT on every output, targets from the shared downscale
+
+
 def loss_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    outs = model.forward_train(x)["outputs"]
-    return sum(F.l1_loss(y.float(), F.interpolate(x, scale_factor=s) if s != 1 else x) for y, s in outs)
+    return LOSS(model.forward_train(x)["outputs"], x)[0]
 
 
 def measure(name, batch, crop, device, steps, warmup, amp, chunk, reversible):
@@ -105,7 +107,7 @@ def main() -> None:
         "",
         f"- date: {datetime.date.today()}; machine: {machine}; CPU {cpu_model()}; torch {torch.__version__}, "
         f"Python {platform.python_version()}",
-        f"- one step = forward, L1 on every output, backward, AdamW; random data; autocast {a.amp if amp else 'off'}; "
+        f"- one step = forward, the training loss (L1 + 0.01 FFT, every output), backward, AdamW; random data; autocast {a.amp if amp else 'off'}; "
         f"mean of {a.steps} steps after {a.warmup} warm-up",
         "- ops / step: ATen operations dispatched by one step at batch 1 (each is at least one kernel launch or "
         "a metadata op on the host)",
