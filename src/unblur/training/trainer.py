@@ -315,7 +315,8 @@ class Trainer:
         self.metrics = dict(ckpt.get("metrics") or {})
         old = ckpt.get("config", {}).get("train", {})
         if old.get("steps") not in (None, t.steps):
-            self._log(f"train.steps changed from {old.get('steps')} to {t.steps}: the cosine schedule is stretched")
+            self._log(f"train.steps changed from {old.get('steps')} to {t.steps}: the cosine schedule now ends at "
+                      f"step {t.steps} (lr {self.optimizer.param_groups[0]['lr']:.2e} at step {self.step})")
         same_layout = ckpt.get("world_size") == self.dist.world_size and ckpt.get("batch_size") == t.batch_size
         if same_layout:
             self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
