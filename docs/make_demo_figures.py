@@ -1,7 +1,8 @@
 """Render the README's demo pictures from what `make demo` runs (Pillow only).
 
-Run from the repository root:  .venv/bin/python docs/make_demo_figures.py [restore options]
+Run from the repository root:  .venv/bin/python docs/make_demo_figures.py [--scores-only] [restore options]
 e.g. ``--method blind-l0`` (default) or ``--model deeprftv2-tiny``: the same options as ``unblur restore``.
+``--scores-only`` prints the scores and writes no picture (how the README's numbers for other methods are made).
 
 Writes ``docs/images/demo_before_after.png`` (the bundled blurred sample left, the result right, the picture
 ``unblur restore --side-by-side`` writes) and ``docs/images/demo_kernels.png`` (the true kernel the sample was
@@ -43,10 +44,12 @@ def _kernel_cells(paths: list[Path]) -> list[Image.Image]:
 
 
 def main(argv: list[str]) -> int:
-    options = argv or ["--method", "blind-l0"]
+    scores_only = "--scores-only" in argv
+    options = [a for a in argv if a != "--scores-only"] or ["--method", "blind-l0"]
     blurred = SAMPLES / "blurred_camera.png"
     with tempfile.TemporaryDirectory() as tmp:
-        code = unblur_main(["restore", str(blurred), "-o", tmp, *options, "--save-kernel", "--side-by-side"])
+        pictures = [] if scores_only else ["--save-kernel", "--side-by-side"]
+        code = unblur_main(["restore", str(blurred), "-o", tmp, *options, *pictures])
         if code != 0:
             return code
         out = Path(tmp)
@@ -54,6 +57,8 @@ def main(argv: list[str]) -> int:
         for name, path in (("input", blurred), ("result", out / blurred.name)):
             img = read_image(path).data[None]
             print(f"{name}: PSNR {psnr(img, sharp).item():.2f} dB, SSIM {ssim(img, sharp).item():.3f}")
+        if scores_only:
+            return 0
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / f"{blurred.stem}_before_after.png", IMAGES / "demo_before_after.png")
         cells = _kernel_cells([SAMPLES / "true_kernel.png", out / f"{blurred.stem}_kernel.png"])
