@@ -19,8 +19,6 @@ from pathlib import Path
 
 import torch
 
-from safetensors.torch import load_file
-
 from unblur.classical import deblur
 from unblur.io import expand_inputs, read_image
 from unblur.metrics import psnr, psnr_up_to_shift, ssim
@@ -70,9 +68,8 @@ def methods(device, with_models: list[str], candidates: dict[str, str] | None = 
     for name in with_models:
         yield f"{name} (network, blind)", network(create(name, pretrained=True).to(device))
     for name, path in (candidates or {}).items():  # weights not shipped (yet): a training run's export
-        model = create(name).to(device)
-        model.load_state_dict(load_file(path))
-        yield f"{name} (network, blind; candidate weights `{Path(path).name}`, not shipped)", network(model)
+        yield (f"{name} (network, blind; candidate weights `{Path(path).name}`, not shipped)",
+               network(create(name, weights=path).to(device)))
 
 
 HEADER = "| method | PSNR (dB) | SSIM | PSNR, best shift within 4 px (dB) | s / image | measured |"

@@ -19,8 +19,9 @@ from pathlib import Path
 from PIL import Image
 
 from unblur.cli.main import main as unblur_main
-from unblur.io import read_image
+from unblur.io import read_image, read_kernel
 from unblur.metrics import psnr, ssim
+from unblur.physics.kernels import pad_kernel
 
 SAMPLES = Path("src/unblur/samples")
 IMAGES = Path("docs/images")
@@ -30,15 +31,13 @@ GAP = 6
 
 def _kernel_cells(paths: list[Path]) -> list[Image.Image]:
     """Kernels centred on a common support (so both have the same pixel scale), scaled to max 255, magnified."""
-    kernels = [Image.open(p).convert("F") for p in paths]
-    side = max(max(k.size) for k in kernels)
+    kernels = [read_kernel(p) for p in paths]
+    side = max(max(k.shape) for k in kernels)
     zoom = max(1, DISPLAY // side)
     cells = []
     for k in kernels:
-        hi = k.getextrema()[1]
-        k = k.point(lambda v: 255.0 * v / hi if hi > 0 else 0.0).convert("L")
-        cell = Image.new("L", (side, side), 0)
-        cell.paste(k, ((side - k.size[0]) // 2, (side - k.size[1]) // 2))
+        k = pad_kernel(k / k.max(), side)
+        cell = Image.fromarray((k * 255).round().byte().numpy(), mode="L")
         cells.append(cell.resize((side * zoom, side * zoom), Image.NEAREST))
     return cells
 

@@ -1,5 +1,5 @@
 """Restoration networks. Import an architecture's module to register it; all shipped ones are imported here."""
-from .registry import create, list_models, model_config, register_model, weights_path  # noqa: F401
+from .registry import create, list_models, load_weights, model_config, register_model, weights_path  # noqa: F401
 from .base import RestorationModel  # noqa: F401
 # Architectures (each file registers its sizes):
 # (architecture imports are added below as files land)

@@ -57,18 +57,36 @@ def model_config(name: str) -> dict:
     return copy.deepcopy(_REGISTRY[name].config)
 
 
-def create(name: str, pretrained: bool = False, **overrides) -> nn.Module:
-    """Build model ``name`` (e.g. ``"deeprftv2-tiny"``); ``pretrained=True`` loads the shipped weights."""
+def load_weights(model: nn.Module, path) -> nn.Module:
+    """Load a safetensors state dict (``unblur export`` output) into ``model``; one-line errors for a missing file
+    or weights of another architecture."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights file {path} not found")
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as err:
+        raise InputError(f"weights {path} do not fit model {getattr(model, 'model_name', type(model).__name__)!r} "
+                         f"({str(err).splitlines()[0]})") from None
+    return model
+
+
+def create(name: str, pretrained: bool = False, weights=None, **overrides) -> nn.Module:
+    """Build model ``name`` (e.g. ``"deeprftv2-tiny"``); ``pretrained=True`` loads the shipped weights,
+    ``weights=PATH`` a safetensors file of your own (e.g. a training run's export). Either returns it in eval mode."""
+    if pretrained and weights is not None:
+        raise InputError("give pretrained=True or weights=PATH, not both")
     cfg = model_config(name)
     cfg.update(overrides)
     model = _REGISTRY[name].builder(**cfg)
     model.model_name = name
     if pretrained:
-        path = weights_path(name)
-        if not path.is_file():
+        weights = weights_path(name)
+        if not weights.is_file():
             shipped = ", ".join(list_models(pretrained=True)) or "none"
             raise InputError(f"no shipped weights for model {name!r} (models with weights: {shipped})")
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(path)))
-    return model.eval() if pretrained else model
+    if weights is None:
+        return model
+    return load_weights(model, weights).eval()

@@ -174,15 +174,13 @@ class Trainer:
         elif self._given_model is not None:
             model = self._given_model()
         else:
-            from ..models import create
+            from ..models import create, load_weights
 
             model = create(cfg.model.name, **dict(cfg.model.args))
             if cfg.model.get("init"):  # start from exported weights (a resumed run overrides them)
-                from safetensors.torch import load_file
-
                 if not Path(cfg.model.init).is_file():
                     raise ConfigError(f"config: model.init {cfg.model.init} is not a file")
-                model.load_state_dict(load_file(str(cfg.model.init)))
+                load_weights(model, cfg.model.init)
         if not hasattr(model, "forward_train"):
             raise ConfigError(f"config: model '{cfg.model.name}' has no forward_train; it cannot be trained")
         self.model = model.to(dev).train()
