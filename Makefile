@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The blind classical method, until the shipped deeprftv2-tiny beats it on Kodak24 (benchmarks/motion_kodak24.md);
-# try the network with `make demo DEMO_ARGS="--model deeprftv2-tiny"`.
-DEMO_ARGS ?= --method blind-l0
+# The shipped network, the best blind method on Kodak24 (benchmarks/motion_kodak24.md); the classical blind
+# method, which estimates a physical kernel: `make demo DEMO_ARGS="--method blind-l0"`.
+DEMO_ARGS ?= --model deeprftv2-tiny
 
 demo: $(STAMP)
 	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output $(DEMO_ARGS) --save-kernel --overwrite --side-by-side

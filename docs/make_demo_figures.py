@@ -1,8 +1,11 @@
 """Render the README's demo pictures from what `make demo` runs (Pillow only).
 
 Run from the repository root:  .venv/bin/python docs/make_demo_figures.py [--scores-only] [restore options]
-e.g. ``--method blind-l0`` (default) or ``--model deeprftv2-tiny``: the same options as ``unblur restore``.
+e.g. ``--model deeprftv2-tiny`` (default, as ``make demo``) or ``--method blind-l0``: the same options as
+``unblur restore``.
 ``--scores-only`` prints the scores and writes no picture (how the README's numbers for other methods are made).
+``--prefix NAME`` names the pictures ``NAME_before_after.png`` and ``NAME_kernels.png`` (default ``demo``, what
+``make demo`` runs; the README's classical comparison uses ``--method blind-l0 --prefix demo_blind_l0``).
 
 Writes ``docs/images/demo_before_after.png`` (the bundled blurred sample left, the result right, the picture
 ``unblur restore --side-by-side`` writes) and ``docs/images/demo_kernels.png`` (the true kernel the sample was
@@ -44,7 +47,13 @@ def _kernel_cells(paths: list[Path]) -> list[Image.Image]:
 
 def main(argv: list[str]) -> int:
     scores_only = "--scores-only" in argv
-    options = [a for a in argv if a != "--scores-only"] or ["--method", "blind-l0"]
+    argv = [a for a in argv if a != "--scores-only"]
+    prefix = "demo"
+    if "--prefix" in argv:
+        i = argv.index("--prefix")
+        prefix = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
+    options = argv or ["--model", "deeprftv2-tiny"]
     blurred = SAMPLES / "blurred_camera.png"
     with tempfile.TemporaryDirectory() as tmp:
         pictures = [] if scores_only else ["--save-kernel", "--side-by-side"]
@@ -59,14 +68,15 @@ def main(argv: list[str]) -> int:
         if scores_only:
             return 0
         IMAGES.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / f"{blurred.stem}_before_after.png", IMAGES / "demo_before_after.png")
+        before_after, kernels = IMAGES / f"{prefix}_before_after.png", IMAGES / f"{prefix}_kernels.png"
+        shutil.copyfile(out / f"{blurred.stem}_before_after.png", before_after)
         cells = _kernel_cells([SAMPLES / "true_kernel.png", out / f"{blurred.stem}_kernel.png"])
         cell = cells[0].size[0]
         canvas = Image.new("L", (2 * cell + 3 * GAP, cell + 2 * GAP), 128)
         for i, c in enumerate(cells):
             canvas.paste(c, (GAP + i * (cell + GAP), GAP))
-        canvas.save(IMAGES / "demo_kernels.png")
-    print(f"wrote {IMAGES / 'demo_before_after.png'} and {IMAGES / 'demo_kernels.png'}")
+        canvas.save(kernels)
+        print(f"wrote {before_after} and {kernels}")
     return 0
 
 

@@ -201,7 +201,7 @@ def _skimage_crops() -> list[torch.Tensor]:
 def test_shipped_weights_deblur_unseen_photos(name):
     """Shipped motion-deblurring weights must sharpen on average: seeded camera shake (21 px) + noise 0.01 on
     photos never trained on; mean PSNR gain over the blurred input above 0.2 dB (measured: nafnet-tiny 0.39 dB,
-    deeprftv2-tiny 0.82 dB with the step-7700 weights; untrained weights lose 5 to 11 dB)."""
+    deeprftv2-tiny 1.48 dB with the GPU-trained weights; untrained weights lose 5 to 11 dB)."""
     from unblur.metrics import psnr
     from unblur.physics.pipeline import DegradationPipeline
 
