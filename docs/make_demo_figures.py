@@ -14,6 +14,7 @@ on a common support, magnified with nearest-neighbour pixels). Prints PSNR/SSIM 
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tempfile
@@ -46,14 +47,12 @@ def _kernel_cells(paths: list[Path]) -> list[Image.Image]:
 
 
 def main(argv: list[str]) -> int:
-    scores_only = "--scores-only" in argv
-    argv = [a for a in argv if a != "--scores-only"]
-    prefix = "demo"
-    if "--prefix" in argv:
-        i = argv.index("--prefix")
-        prefix = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
-    options = argv or ["--model", "deeprftv2-tiny"]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    ap.add_argument("--scores-only", action="store_true")
+    ap.add_argument("--prefix", default="demo")
+    args, options = ap.parse_known_args(argv)  # the rest goes to `unblur restore`
+    scores_only, prefix = args.scores_only, args.prefix
+    options = options or ["--model", "deeprftv2-tiny"]
     blurred = SAMPLES / "blurred_camera.png"
     with tempfile.TemporaryDirectory() as tmp:
         pictures = [] if scores_only else ["--save-kernel", "--side-by-side"]
