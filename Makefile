@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The shipped network, the best blind method on Kodak24 (benchmarks/motion_kodak24.md); the classical blind
-# method, which estimates a physical kernel: `make demo DEMO_ARGS="--method blind-l0"`.
-DEMO_ARGS ?= --model deeprftv2-tiny
+# The shipped network, the best blind method on Kodak24 (benchmarks/motion_kodak24.md), with its FKE feature
+# filters (not a blur kernel); the classical blind method, which estimates a physical kernel and writes it:
+# `make demo DEMO_ARGS="--method blind-l0"`.
+DEMO_ARGS ?= --model deeprftv2-tiny --save-filters
 
 demo: $(STAMP)
-	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output $(DEMO_ARGS) --save-kernel --overwrite --side-by-side
+	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output $(DEMO_ARGS) --overwrite --side-by-side
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15

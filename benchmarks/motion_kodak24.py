@@ -66,7 +66,7 @@ def methods(device, with_models: list[str], candidates: dict[str, str] | None = 
     yield "wiener, true kernel (classical non-blind)", lambda pr: deblur(pr["blurred"], pr["kernel"], method="wiener").image
     yield "blind-l0 (classical blind)", lambda pr: deblur(pr["blurred"], method="blind-l0").image
     for name in with_models:
-        yield f"{name} (network, blind)", network(create(name, pretrained=True).to(device))
+        yield f"{name} (network, blind)", network(create(f"{name}.motion", pretrained=True).to(device))
     for name, path in (candidates or {}).items():  # weights not shipped (yet): a training run's export
         yield (f"{name} (network, blind; candidate weights `{Path(path).name}`, not shipped)",
                network(create(name, weights=path).to(device)))
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     paths, _ = expand_inputs([args.data])
     paths = paths[: args.limit] if args.limit else paths
     pairs = degrade(paths, args.device)
-    models = [m for m in ("nafnet-tiny", "deeprftv2-tiny") if m in list_models(pretrained=True)]
+    models = [m for m in ("nafnet-tiny", "deeprftv2-tiny") if f"{m}.motion" in list_models(pretrained=True)]
     rows = []
     try:
         candidates = dict(c.split("=", 1) for c in args.candidate)

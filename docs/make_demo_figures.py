@@ -8,9 +8,11 @@ e.g. ``--model deeprftv2-tiny`` (default, as ``make demo``) or ``--method blind-
 ``make demo`` runs; the README's classical comparison uses ``--method blind-l0 --prefix demo_blind_l0``).
 
 Writes ``docs/images/demo_before_after.png`` (the bundled blurred sample left, the result right, the picture
-``unblur restore --side-by-side`` writes) and ``docs/images/demo_kernels.png`` (the true kernel the sample was
-blurred with, left, and the kernel the method wrote with ``--save-kernel``, right; each scaled to its own maximum,
-on a common support, magnified with nearest-neighbour pixels). Prints PSNR/SSIM of the input and the result against the sharp photo.
+``unblur restore --side-by-side`` writes) and, when the method gives a physical blur kernel (``--save-kernel``
+writes one: blind classical methods; not DeepRFTv2, whose FKE filters act on features), ``docs/images/
+PREFIX_kernels.png`` (the true kernel the sample was blurred with, left, and the estimated kernel, right; each
+scaled to its own maximum, on a common support, magnified with nearest-neighbour pixels). Prints PSNR/SSIM of the
+input and the result against the sharp photo.
 """
 from __future__ import annotations
 
@@ -69,7 +71,11 @@ def main(argv: list[str]) -> int:
         IMAGES.mkdir(parents=True, exist_ok=True)
         before_after, kernels = IMAGES / f"{prefix}_before_after.png", IMAGES / f"{prefix}_kernels.png"
         shutil.copyfile(out / f"{blurred.stem}_before_after.png", before_after)
-        cells = _kernel_cells([SAMPLES / "true_kernel.png", out / f"{blurred.stem}_kernel.png"])
+        estimated = out / f"{blurred.stem}_kernel.png"
+        if not estimated.is_file():
+            print(f"wrote {before_after}; no physical kernel estimated, so no {kernels}")
+            return 0
+        cells = _kernel_cells([SAMPLES / "true_kernel.png", estimated])
         cell = cells[0].size[0]
         canvas = Image.new("L", (2 * cell + 3 * GAP, cell + 2 * GAP), 128)
         for i, c in enumerate(cells):

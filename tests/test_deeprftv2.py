@@ -7,13 +7,12 @@ import torch.nn as nn
 
 import unblur.models as M
 from unblur.models.blocks import NAFBlock
+from unblur.inference.tiling import window_starts, windowed_apply
 from unblur.models.deeprftv2 import (
     FourierKernelEstimator,
     NAFEVSBlock,
     _orient,
     _unorient,
-    window_starts,
-    windowed_apply,
 )
 from unblur.models.reversible import ReversibleColumn, clamp_alpha
 from unblur.models.selective_scan import linear_recurrence, selective_scan, selective_scan_reference
@@ -323,12 +322,14 @@ def test_deeprftv2_tiny_odd_sizes_and_outputs():
     assert torch.equal(outs[-1][0], y) and torch.isfinite(y).all()
 
 
-def test_estimate_kernels_windows_and_identity_init():
+def test_estimate_filters_windows_and_identity_init():
+    """The FKE's feature filters are reported by estimate_filters; DeepRFTv2 has no physical kernel."""
     torch.manual_seed(0)
     model = M.create("deeprftv2-tiny", windows=(32, 16), overlaps=(8, 4)).eval()
     x = torch.rand(2, 3, 48, 40, generator=_gen(5))
+    assert model.estimate_kernels(x) is None and not model.physical_kernels
     with torch.no_grad():
-        k = model.estimate_kernels(x, size=9)
+        k = model.estimate_filters(x, size=9)
     # 48 x 40 -> windows at rows (0, 16) x cols (0, 8): 4 per image.
     assert k.shape == (2, 4, 9, 9)
     # A freshly built FKE has OTF = 1 (identity filter): its PSF is the centred delta.
@@ -338,7 +339,7 @@ def test_estimate_kernels_windows_and_identity_init():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-        k = model.estimate_kernels(x[:1], size=65)  # larger than the 32 x 32 windows: zero-padded
+        k = model.estimate_filters(x[:1], size=65)  # larger than the 32 x 32 windows: zero-padded
     assert k.shape == (1, 4, 65, 65) and (k >= 0).all()
     torch.testing.assert_close(k.sum((-2, -1)), torch.ones(1, 4), atol=1e-4, rtol=0)
     assert k[..., :16, :].abs().sum() == 0  # beyond the window's 32 x 32 support

@@ -119,3 +119,83 @@ def test_probe_and_choose_tile_size():
     # Roughly twice the side for four times the memory.
     assert 1.5 < bigger / small < 2.5
     assert choose_tile_size(net, x, "cpu", budget_bytes=1) == 64  # floor
+
+
+# --------------------------------------------------------------------------- window mode (inside models)
+
+
+def _frozen_windowed_apply(fn, x, window, overlap=0):
+    """The window tiler as it stood inside ``models/deeprftv2.py`` before it moved to the one tiler (frozen copy:
+    the reference that the moved implementation must reproduce)."""
+
+    def starts(n, w, o):
+        w = min(w, n)
+        if w >= n:
+            return [0]
+        s = list(range(0, n - w + 1, w - o))
+        if s[-1] != n - w:
+            s.append(n - w)
+        return s
+
+    def ramp_weights(start, length, n, o, device, dtype):
+        w = torch.ones(length, device=device, dtype=dtype)
+        if o > 0:
+            r = torch.arange(1, o + 1, device=device, dtype=dtype) / (o + 1)
+            if start > 0:
+                w[:o] = torch.minimum(w[:o], r)
+            if start + length < n:
+                w[-o:] = torch.minimum(w[-o:], r.flip(0))
+        return w
+
+    B, C, H, W = x.shape
+    if window is None or (H <= window and W <= window):
+        return fn(x)
+    wh, ww = min(window, H), min(window, W)
+    oy, ox = min(overlap, wh - 1), min(overlap, ww - 1)
+    boxes = [(y0, x0) for y0 in starts(H, wh, oy) for x0 in starts(W, ww, ox)]
+    patches = torch.stack([x[..., y0:y0 + wh, x0:x0 + ww] for y0, x0 in boxes], 1)
+    out = fn(patches.reshape(B * len(boxes), C, wh, ww))
+    out = out.reshape(B, len(boxes), *out.shape[1:])
+    acc = out.new_zeros(B, out.shape[2], H, W)
+    wsum = out.new_zeros(H, W)
+    for k, (y0, x0) in enumerate(boxes):
+        wk = ramp_weights(y0, wh, H, oy, out.device, out.dtype)[:, None] * ramp_weights(
+            x0, ww, W, ox, out.device, out.dtype)[None, :]
+        acc[..., y0:y0 + wh, x0:x0 + ww] += out[:, k] * wk
+        wsum[y0:y0 + wh, x0:x0 + ww] += wk
+    return acc / wsum
+
+
+def test_window_mode_matches_the_frozen_model_tiler_on_shipped_deeprftv2(monkeypatch):
+    """DeepRFTv2's per-window FKE now runs through ``unblur.inference.tiling.windowed_apply``: with the shipped
+    weights and windows small enough to be used (4+ overlapping windows per FKE), the model output equals the one
+    computed with the frozen copy of the former in-model tiler, to 1e-6."""
+    import unblur.models as M
+    import unblur.models.deeprftv2 as D
+    from unblur.inference.tiling import windowed_apply
+
+    names = [n for n in M.list_models(pretrained=True) if n.startswith("deeprftv2-tiny")]
+    if not names:
+        pytest.skip("deeprftv2-tiny weights are not shipped")
+    assert D.windowed_apply is windowed_apply  # the model uses the one tiler, no copy of its own
+    model = M.create(names[0], pretrained=True, windows=(32, 16), overlaps=(8, 4))
+    x = torch.rand(1, 3, 72, 56, generator=torch.Generator().manual_seed(3))
+    calls = []
+
+    def counting(fn, t, window, overlap=0):
+        calls.append((tuple(t.shape[-2:]), window))
+        return windowed_apply(fn, t, window, overlap)
+
+    monkeypatch.setattr(D, "windowed_apply", counting)
+    with torch.inference_mode():
+        new = model(x)
+    assert any(max(hw) > w for hw, w in calls)  # windowing was active, not the whole-image shortcut
+    monkeypatch.setattr(D, "windowed_apply", _frozen_windowed_apply)
+    with torch.inference_mode():
+        old = model(x)
+    torch.testing.assert_close(new, old, atol=1e-6, rtol=0)
+    # Negative control: another overlap changes the output by far more than the tolerance.
+    monkeypatch.setattr(D, "windowed_apply", lambda fn, t, window, overlap=0: _frozen_windowed_apply(fn, t, window, 0))
+    with torch.inference_mode():
+        other = model(x)
+    assert (other - old).abs().max() > 1e-4

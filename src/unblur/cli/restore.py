@@ -7,6 +7,7 @@ code is 1 when any file failed.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -34,14 +35,19 @@ def register(subparsers) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--method", metavar="NAME",
                        help="classical method: wiener, hqs-tv, hqs-hl, richardson-lucy, blind-l0 (see `unblur models`)")
-    which.add_argument("--model", metavar="NAME", help="network with shipped weights (see `unblur models`)")
+    which.add_argument("--model", metavar="NAME[.TAG]",
+                       help="network with shipped weights, e.g. deeprftv2-tiny or deeprftv2-tiny.motion (a weight "
+                            "tag; default: the first tag), see `unblur models`")
     p.add_argument("--kernel", metavar="FILE_OR_DIR",
                    help="blur kernel (.png/.npy) for all inputs, or a folder of kernels matched by file stem")
     p.add_argument("--kernel-size", type=int, metavar="K",
                    help="blind methods: odd side of the kernel to estimate (default 31; must cover the blur)")
     p.add_argument("--save-kernel", action=argparse.BooleanOptionalAction, default=None,
-                   help="also write <stem>_kernel.png (the kernel used or estimated); default: on for blind "
-                        "classical methods, off otherwise")
+                   help="also write <stem>_kernel.png (the physical kernel used or estimated); default: on for "
+                        "blind classical methods, off otherwise; a network without a physical kernel writes none")
+    p.add_argument("--save-filters", action="store_true",
+                   help="networks: also write <stem>_filters.png, the filters the network applies to its features "
+                        "(e.g. DeepRFTv2's FKE); they are not blur kernels")
     p.add_argument("--side-by-side", action="store_true", help="also write <stem>_before_after.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -82,10 +88,14 @@ def run(args) -> int:
             if not METHODS[method].blind:
                 raise InputError("--kernel-size sets the size of the kernel a blind method estimates")
             options["kernel_size"] = args.kernel_size
-    else:
-        if args.kernel is not None or args.kernel_size is not None:
-            raise InputError("--kernel and --kernel-size only apply to classical methods (--method)")
+    elif args.kernel_size is not None:
+        raise InputError("--kernel-size sets the size of the kernel a blind classical method estimates (--method)")
     model = load_model(args.model) if args.model is not None else None
+    if model is not None and getattr(model, "blind", True) and args.kernel is not None:
+        raise InputError(f"network {args.model!r} is blind (it estimates the blur itself); --kernel needs a "
+                         "non-blind method or network")
+    if model is not None and not getattr(model, "blind", True) and args.kernel is None:
+        raise InputError(f"network {args.model!r} is non-blind: give the blur kernel with --kernel FILE_OR_DIR")
 
     paths, errors = expand_inputs(args.inputs)
     failed = 0
@@ -100,6 +110,14 @@ def run(args) -> int:
 
     # A blind classical method's estimated kernel is part of its result: write it unless told not to.
     save_kernel = args.save_kernel if args.save_kernel is not None else (method is not None and METHODS[method].blind)
+    if args.save_filters and model is None:
+        raise InputError("--save-filters applies to networks (--model)")
+    no_kernel = model is not None and getattr(model, "blind", True) and not getattr(model, "physical_kernels", False)
+    if save_kernel and no_kernel:
+        if not args.quiet:
+            print(f"unblur: note: {args.model} estimates no physical blur kernel; no _kernel.png is written"
+                  f"{' (its feature filters: --save-filters)' if _has_filters(model) else ''}", file=sys.stderr)
+        save_kernel = False
 
     # Progress bar on terminals only, for batches.
     bar = tqdm(paths, desc="restore", unit="image", disable=True if args.quiet or len(paths) < 2 else None, leave=False)
@@ -113,7 +131,7 @@ def run(args) -> int:
             restore_file(
                 path, out_dir, method=method, model=model, kernel=kernel, device=device, tile=args.tile,
                 precision=args.precision, options=options or None, overwrite=args.overwrite, save_kernel=save_kernel,
-                side_by_side=args.side_by_side,
+                side_by_side=args.side_by_side, save_filters=args.save_filters,
             )
             written += 1
         except KeyboardInterrupt:
@@ -125,6 +143,13 @@ def run(args) -> int:
     if not args.quiet:
         print(f"restored {written} of {written + failed} image(s) into {out_dir}")
     return 1 if failed else 0
+
+
+def _has_filters(model) -> bool:
+    from ..models.base import RestorationModel
+
+    own = getattr(type(model), "estimate_filters", None)
+    return own is not None and own is not RestorationModel.estimate_filters
 
 
 def _file_message(path: Path, err: Exception) -> str:

@@ -35,12 +35,17 @@ _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 @dataclass
 class RestoreResult:
-    """``image``: restored (B, C, H, W) float32 in [0, 1]; ``kernel``: the kernel used or estimated
-    by a classical method ((kh, kw) or (B, C|1, kh, kw)), the PSFs a network estimates
-    ((B, n, s, s), normalised for display), or ``None``."""
+    """``image``: restored (B, C, H, W) float32 in [0, 1].
+
+    ``kernel``: only ever a physical blur kernel (non-negative, sum 1): the one given, the one a blind classical
+    method estimated ((kh, kw) or (B, C|1, kh, kw)), or the one a network with physical kernels estimated
+    ((B, 1, k, k), ``model.estimate_kernels``); else ``None``.
+    ``filters``: filters a network applies to its features (``model.estimate_filters``, e.g. DeepRFTv2's FKE),
+    (B, n, s, s) normalised for display, when asked for (``estimate_filters=True``); they are not blur kernels."""
 
     image: torch.Tensor
     kernel: torch.Tensor | None = None
+    filters: torch.Tensor | None = None
 
 
 def resolve_device(device=None, like: torch.Tensor | None = None) -> torch.device:
@@ -131,7 +136,7 @@ def _apply(net: nn.Module, x: torch.Tensor, tile: int | None, multiple: int) -> 
     return tiled_apply(net, x, tile=tile, overlap=overlap, multiple=multiple)
 
 
-def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: bool):
+def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: bool, filters: bool = False):
     gray = x.shape[1] == 1
     if x.shape[1] not in (1, 3):
         raise InputError(f"networks take grayscale or RGB images, got {x.shape[1]} channels")
@@ -163,18 +168,22 @@ def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: 
                 if x.device.type == "cuda":
                     torch.cuda.empty_cache()
                 tile = max(smallest, (min(tile, max(H, W)) // 2 // multiple) * multiple)
-        kernels = None
-        if estimate and hasattr(net, "estimate_kernels"):
+        kernels = feature_filters = None
+        if estimate or filters:
             crop = xin
             if tile is not None and tile < max(H, W):  # whole image too large: estimate on a centre tile
                 th, tw = min(tile, H), min(tile, W)
                 y0, x0 = (H - th) // 2, (W - tw) // 2
                 crop = xin[..., y0:y0 + th, x0:x0 + tw]
-            kernels = net.estimate_kernels(crop, size=KERNEL_SIZE)
+            if estimate and hasattr(net, "estimate_kernels"):
+                kernels = net.estimate_kernels(crop, size=KERNEL_SIZE)
+            if filters and hasattr(net, "estimate_filters"):
+                feature_filters = net.estimate_filters(crop, size=KERNEL_SIZE)
     out = out.float().clamp(0, 1)
     if gray:
         out = out.mean(1, keepdim=True)
-    return out, (kernels.float() if kernels is not None else None)
+    return (out, kernels.float() if kernels is not None else None,
+            feature_filters.float() if feature_filters is not None else None)
 
 
 def restore(
@@ -188,6 +197,7 @@ def restore(
     precision: str = "fp32",
     options: dict | None = None,
     estimate_kernel: bool = True,
+    estimate_filters: bool = False,
 ) -> RestoreResult:
     """Deblur ``image`` ((C, H, W) or (B, C, H, W), values in [0, 1]).
 
@@ -198,7 +208,8 @@ def restore(
     ``"cuda"``. ``tile`` (networks only): ``"auto"`` (whole image when it fits in memory, else the
     largest tile that fits), a tile size, or ``None`` (never tile). ``precision`` ``"fp16"``/``"bf16"``
     uses autocast on CUDA (ignored on CPU). ``options`` go to the classical method.
-    ``estimate_kernel=False`` skips a network's kernel estimation.
+    ``estimate_kernel=False`` skips a network's kernel estimation (networks without physical kernels have none);
+    ``estimate_filters=True`` also reports a network's feature filters as ``RestoreResult.filters``.
     """
     if method is not None and model is not None:
         raise InputError("give either a classical method or a model, not both")
@@ -214,25 +225,51 @@ def restore(
         return RestoreResult(res.image.float().clamp(0, 1), res.kernel)
     if options:
         raise InputError(f"options {sorted(options)} only apply to classical methods")
-    if kernel is not None:
-        raise InputError("networks estimate the blur themselves; a kernel can only be given to a classical method")
     net = load_model(model) if isinstance(model, str) else model
     if not isinstance(net, nn.Module):
         raise InputError(f"model must be a model name or a torch.nn.Module, got {type(model).__name__}")
+    blind = getattr(net, "blind", True)
+    if kernel is not None and blind:
+        raise InputError("this network is blind (it estimates the blur itself); a kernel can only be given to a "
+                         "classical method or a non-blind network")
+    if kernel is None and not blind:
+        raise InputError("this network is non-blind: give the blur kernel")
+    k = _as_kernel(kernel, x) if kernel is not None else None
     net = net.to(dev).eval()
-    out, kernels = _run_model(net, x, tile, precision, estimate_kernel)
-    return RestoreResult(out, kernels)
+    out, kernels, filters = _run_model(_GivenKernel(net, k) if k is not None else net, x, tile, precision,
+                                       estimate_kernel and k is None, estimate_filters)
+    return RestoreResult(out, k if k is not None else kernels, filters)
+
+
+class _GivenKernel(nn.Module):
+    """A non-blind network with its kernel bound, so the tiler and the memory probe call it as ``fn(x)``."""
+
+    def __init__(self, net: nn.Module, kernel: torch.Tensor):
+        super().__init__()
+        self.net, self.kernel = net, kernel
+        self.size_multiple = int(getattr(net, "size_multiple", 1) or 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, kernel=self.kernel)
+
+    def estimate_filters(self, x: torch.Tensor, size: int = 65):
+        fn = getattr(self.net, "estimate_filters", None)
+        return fn(x, size=size) if fn is not None else None
 
 
 # --------------------------------------------------------------------------- files
 
 
-def output_paths(in_path, out_dir, save_kernel: bool = False, side_by_side: bool = False) -> dict[str, Path]:
-    """Where :func:`restore_file` writes: ``image`` (same name as the input), ``kernel``, ``side_by_side``."""
+def output_paths(in_path, out_dir, save_kernel: bool = False, side_by_side: bool = False,
+                 save_filters: bool = False) -> dict[str, Path]:
+    """Where :func:`restore_file` writes: ``image`` (same name as the input), ``kernel``, ``filters``,
+    ``side_by_side``."""
     in_path, out_dir = Path(in_path), Path(out_dir)
     paths = {"image": out_dir / in_path.name}
     if save_kernel:
         paths["kernel"] = out_dir / f"{in_path.stem}_kernel.png"
+    if save_filters:
+        paths["filters"] = out_dir / f"{in_path.stem}_filters.png"
     if side_by_side:
         paths["side_by_side"] = out_dir / f"{in_path.stem}_before_after.png"
     return paths
@@ -286,17 +323,20 @@ def restore_file(
     overwrite: bool = False,
     save_kernel: bool = False,
     side_by_side: bool = False,
+    save_filters: bool = False,
 ) -> list[Path]:
     """Restore the photo ``in_path`` into ``out_dir/<same file name>``; return the paths written.
 
     Keeps the input's bit depth and passes its alpha channel through. ``save_kernel`` also writes
-    ``<stem>_kernel.png``, ``side_by_side`` writes ``<stem>_before_after.png`` (8-bit PNG).
+    ``<stem>_kernel.png`` (a physical kernel only: an error for a network without one), ``save_filters``
+    ``<stem>_filters.png`` (a network's feature filters, e.g. DeepRFTv2's FKE, in a grid), ``side_by_side``
+    ``<stem>_before_after.png`` (8-bit PNG).
     Never writes over the input; an existing output is an error unless ``overwrite``.
     """
     from ..io import read_image, write_image, write_kernel
 
     in_path, out_dir = Path(in_path), Path(out_dir)
-    targets = output_paths(in_path, out_dir, save_kernel, side_by_side)
+    targets = output_paths(in_path, out_dir, save_kernel, side_by_side, save_filters)
     for path in targets.values():
         if _same_file(path, in_path):
             raise InputError(f"{in_path}: output {path} would overwrite the input; choose another output folder")
@@ -307,11 +347,13 @@ def restore_file(
     loaded = read_image(in_path)
     result = restore(
         loaded.data, method=method, model=model, kernel=kernel, device=device, tile=tile,
-        precision=precision, options=options, estimate_kernel=save_kernel,
+        precision=precision, options=options, estimate_kernel=save_kernel, estimate_filters=save_filters,
     )
     restored = result.image[0].detach().cpu()
     if save_kernel and result.kernel is None:
-        raise InputError(f"{in_path}: this model does not estimate kernels; run without --save-kernel")
+        raise InputError(f"{in_path}: this model estimates no physical blur kernel; run without --save-kernel")
+    if save_filters and result.filters is None:
+        raise InputError(f"{in_path}: this model has no feature filters to save; run without --save-filters")
     if side_by_side and loaded.data.shape[-2:] != restored.shape[-2:]:
         raise InputError(f"{in_path}: restored image has a different size; cannot build the before/after picture")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -326,6 +368,9 @@ def restore_file(
         else:
             write_image(targets["kernel"], _kernel_picture(k[:1]), bit_depth=8, overwrite=overwrite)
         written.append(targets["kernel"])
+    if save_filters:
+        write_image(targets["filters"], _kernel_picture(result.filters[:1]), bit_depth=8, overwrite=overwrite)
+        written.append(targets["filters"])
     if side_by_side:
         before = loaded.data.cpu()
         write_image(targets["side_by_side"], _before_after(before, restored.to(before.dtype)), bit_depth=8,

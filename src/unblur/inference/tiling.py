@@ -12,6 +12,9 @@ a pixel, accumulated as a running mean so that
   gives its whole-image result up to float rounding, also at the seams;
 - for deep networks (large receptive field) tile borders are cross-faded, with no visible step.
 
+:func:`windowed_apply` is the tiler's window mode for layers *inside* models (all windows in one differentiable
+call, linear blending normalised by the weight sum): DeepRFTv2's per-window kernel estimator uses it.
+
 :func:`choose_tile_size` picks the largest tile whose activation memory fits the free memory,
 estimated by a probe forward pass on a small tile and scaled by area.
 
@@ -31,7 +34,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["tiled_apply", "tile_starts", "tile_window", "choose_tile_size", "available_memory", "probe_memory"]
+__all__ = ["tiled_apply", "tile_starts", "tile_window", "windowed_apply", "window_starts", "choose_tile_size",
+           "available_memory", "probe_memory"]
 
 
 def _round_down(n: int, multiple: int) -> int:
@@ -134,6 +138,70 @@ def tiled_apply(
             mean[..., sy, sx] = m + ratio * (v - m)
             wsum[..., sy, sx] = acc
     return mean
+
+
+# --------------------------------------------------------------------------- window mode (models)
+
+
+def window_starts(n: int, window: int, overlap: int = 0) -> list[int]:
+    """Start offsets of windows of length ``min(window, n)`` covering ``[0, n)`` with stride ``window - overlap``;
+    the last window is aligned to the end (it may overlap its neighbour by more than ``overlap``)."""
+    window = min(window, n)
+    if not 0 <= overlap < window and window < n:
+        raise ValueError(f"window overlap must be in [0, {window}), got {overlap}")
+    if window >= n:
+        return [0]
+    starts = list(range(0, n - window + 1, window - overlap))
+    if starts[-1] != n - window:
+        starts.append(n - window)
+    return starts
+
+
+def _linear_ramp(start: int, length: int, n: int, overlap: int, device, dtype) -> torch.Tensor:
+    """1-D weight of a window: linear ramp ``1/(overlap+1) .. overlap/(overlap+1)`` at inner edges, else 1."""
+    w = torch.ones(length, device=device, dtype=dtype)
+    if overlap > 0:
+        ramp = torch.arange(1, overlap + 1, device=device, dtype=dtype) / (overlap + 1)
+        if start > 0:
+            w[:overlap] = torch.minimum(w[:overlap], ramp)
+        if start + length < n:
+            w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
+    return w
+
+
+def windowed_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int | None, overlap: int = 0
+) -> torch.Tensor:
+    """Window mode of the tiler, for layers inside models (e.g. DeepRFTv2's per-window kernel estimator):
+    apply ``fn`` (a (N, C, h, w) -> (N, C', h, w) map) per window of ``x`` (B, C, H, W) and merge.
+
+    Unlike :func:`tiled_apply` (whole networks on large photos, memory-bound, tiles run in batches), the window
+    layout is part of the model's definition: all windows of ``min(window, H) x min(window, W)`` (see
+    :func:`window_starts`) go through one call of ``fn``, and the result stays differentiable. Overlapping parts
+    are blended with weights that ramp linearly over ``overlap`` pixels at inner window edges, normalised to sum
+    to one, so a position-independent ``fn`` gives exactly its whole-image result. With ``overlap=0`` and sizes
+    divisible by the window this is a plain partition (training). ``window=None`` or a window at least as large
+    as ``x`` calls ``fn(x)`` directly.
+    """
+    B, C, H, W = x.shape
+    if window is None or (H <= window and W <= window):
+        return fn(x)
+    wh, ww = min(window, H), min(window, W)
+    oy, ox = min(overlap, wh - 1), min(overlap, ww - 1)
+    ys, xs = window_starts(H, wh, oy), window_starts(W, ww, ox)
+    boxes = [(y0, x0) for y0 in ys for x0 in xs]
+    patches = torch.stack([x[..., y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in boxes], 1)
+    out = fn(patches.reshape(B * len(boxes), C, wh, ww))
+    out = out.reshape(B, len(boxes), *out.shape[1:])
+    acc = out.new_zeros(B, out.shape[2], H, W)
+    wsum = out.new_zeros(H, W)
+    for k, (y0, x0) in enumerate(boxes):
+        wy = _linear_ramp(y0, wh, H, oy, out.device, out.dtype)
+        wx = _linear_ramp(x0, ww, W, ox, out.device, out.dtype)
+        wk = wy[:, None] * wx[None, :]
+        acc[..., y0 : y0 + wh, x0 : x0 + ww] += out[:, k] * wk
+        wsum[y0 : y0 + wh, x0 : x0 + ww] += wk
+    return acc / wsum
 
 
 # --------------------------------------------------------------------------- tile size selection

@@ -1,5 +1,8 @@
 """Restoration networks. Import an architecture's module to register it; all shipped ones are imported here."""
-from .registry import create, list_models, load_weights, model_config, register_model, weights_path  # noqa: F401
+from .registry import (  # noqa: F401
+    WeightSpec, create, list_models, load_weights, model_class, model_config, register_model, register_weights,
+    split_name, weight_spec, weight_specs, weights_path,
+)
 from .base import RestorationModel  # noqa: F401
 # Architectures (each file registers its sizes):
 # (architecture imports are added below as files land)

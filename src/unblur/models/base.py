@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..physics.conv import pad
 
 
@@ -17,30 +18,93 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (H, W)
 
 
+def _kernel4d(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(k, k)`` or ``(B | 1, 1, k, k)`` -> ``(B | 1, 1, k, k)`` on ``x``'s device (the network's kernel input)."""
+    k = torch.as_tensor(kernel)
+    if k.ndim == 2:
+        k = k[None, None]
+    if k.ndim != 4 or k.shape[1] != 1 or k.shape[0] not in (1, x.shape[0]):
+        raise InputError(f"kernel must have shape (kh, kw) or (B or 1, 1, kh, kw) for a batch of {x.shape[0]}, "
+                         f"got {tuple(k.shape)}")
+    return k.to(device=x.device, dtype=torch.float32)
+
+
 class RestorationModel(nn.Module):
-    """Subclasses implement ``_forward(x)`` on inputs whose size is a multiple of ``size_multiple``
-    and return ``[(image, scale), ...]`` (scale 1.0 = full resolution, 0.5 = half, 0.25 = quarter), last
-    full-scale = prediction. ``forward_train`` crops a scale-``s`` output of an (H, W) input to
-    ``(ceil(H * s), ceil(W * s))``, which ``size_multiple >= 1 / s`` guarantees is available."""
+    """The model contract: ``model(x, kernel=None) -> image`` and ``forward_train(x, kernel=None) -> dict``.
+
+    Subclasses implement ``_forward`` on inputs whose size is a multiple of ``size_multiple``:
+
+    - blind models (``blind = True``): ``_forward(x)``; a ``kernel`` given to ``forward`` is a hint that the
+      architecture may use where it can (no shipped blind network uses it yet, so the base class ignores it);
+    - non-blind models (``blind = False``): ``_forward(x, kernel)`` with the blur kernel ``(B | 1, 1, k, k)``
+      (non-negative, sum 1), which ``forward`` then requires.
+
+    ``_forward`` returns either the list ``[(image, scale), ...]`` (scale 1.0 = full resolution, 0.5 = half,
+    0.25 = quarter; the last full-scale one is the prediction) or a dict ``{"outputs": [...], "kernels": [...]}``
+    where ``kernels`` are the physical PSFs a model estimates, one per stage (unrolled networks), each
+    ``(B, 1, k, k)``, non-negative and summing to 1, last = final estimate; such a model sets
+    ``physical_kernels = True`` and :meth:`estimate_kernels` returns the final one.
+
+    ``forward_train`` crops a scale-``s`` output of an (H, W) input to ``(ceil(H * s), ceil(W * s))``, which
+    ``size_multiple >= 1 / s`` guarantees is available, and returns ``{"outputs": [(image, scale), ...]}`` plus
+    ``"kernels"`` when ``_forward`` gave them (kernels are not cropped: they do not depend on the padding).
+
+    :meth:`estimate_filters` is for architectures whose internal filters act on learned features (e.g.
+    DeepRFTv2's Fourier Kernel Estimator): they are not blur kernels and never reported as one.
+    """
 
     size_multiple: int = 1
+    blind: bool = True  # False: the model needs the blur kernel (``model(x, kernel=k)``)
+    physical_kernels: bool = False  # True: ``_forward`` returns ``"kernels"`` (physical PSFs per stage)
 
-    def _forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+    def _forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> list[tuple[torch.Tensor, float]] | dict:
         raise NotImplementedError
 
-    def forward_train(self, x: torch.Tensor) -> dict:
+    def forward_train(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> dict:
         xp, (H, W) = pad_to_multiple(x, self.size_multiple)
+        if self.blind:
+            raw = self._forward(xp)
+        else:
+            if kernel is None:
+                raise InputError(f"model {getattr(self, 'model_name', type(self).__name__)!r} is non-blind: "
+                                 "give the blur kernel (model(x, kernel=k))")
+            raw = self._forward(xp, _kernel4d(kernel, x))
+        result = dict(raw) if isinstance(raw, dict) else {"outputs": raw}
         outs = []
-        for img, scale in self._forward(xp):
+        for img, scale in result["outputs"]:
             h, w = -(-H * scale // 1), -(-W * scale // 1)  # ceil(H * scale), exact for 0.5, 0.25
             outs.append((img[..., : int(h), : int(w)], scale))
-        return {"outputs": outs}
+        result["outputs"] = outs
+        if "kernels" in result:
+            result["kernels"] = list(result["kernels"])
+            for k in result["kernels"]:
+                if k.ndim != 4 or k.shape[1] != 1 or k.shape[0] != x.shape[0]:
+                    raise ValueError(f"{type(self).__name__}: stage kernels must be (B, 1, k, k), got {tuple(k.shape)}")
+        return result
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = self.forward_train(x)["outputs"]
+    def forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        outs = self.forward_train(x, kernel)["outputs"]
         return [img for img, s in outs if s == 1.0][-1]
 
-    def estimate_kernels(self, x: torch.Tensor, size: int = 65) -> torch.Tensor | None:
+    @torch.no_grad()
+    def estimate_kernels(self, x: torch.Tensor, size: int | None = None) -> torch.Tensor | None:
+        """The physical blur kernel the model estimates, ``(B, 1, k, k)`` (non-negative, sum 1; zero-padded to
+        ``size`` when smaller), or ``None`` when the architecture has no physical kernel."""
+        if not self.physical_kernels:
+            return None
+        kernels = self.forward_train(x).get("kernels")
+        if not kernels:
+            return None
+        k = kernels[-1].float()
+        if size is not None and size > max(k.shape[-2:]):
+            from ..physics.kernels import pad_kernel
+
+            k = pad_kernel(k, size)
+        return k
+
+    def estimate_filters(self, x: torch.Tensor, size: int = 65) -> torch.Tensor | None:
+        """Spatial views ``(B, n, size, size)`` of filters the network applies to its *features* (normalised for
+        display), or ``None``. They are not blur kernels of the photo."""
         return None
 
 

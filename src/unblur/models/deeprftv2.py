@@ -13,7 +13,7 @@ Pieces (design choices where the paper note is silent are listed in ``docs/model
 - :class:`FourierKernelEstimator`: predicts one complex transfer function per feature channel from the
   spectrum of the features, multiplies the features' spectrum with it, and fuses the result with the input
   feature. Per-window estimation: non-overlapping windows in training, overlapping windows with linear
-  blending at inference (:func:`windowed_apply`).
+  blending at inference (:func:`unblur.inference.tiling.windowed_apply`, the one tiler's window mode).
 - :class:`DMSUNet`: full- and half-scale sub-UNets with cross-scale fusion, each column a
   :class:`unblur.models.reversible.ReversibleColumn`.
 - :class:`DeepRFTv2`: the registered model (``deeprftv2-tiny``, ``-small``, ``-paper``).
@@ -24,23 +24,24 @@ Example:
     >>> net = create("deeprftv2-tiny").eval()
     >>> with torch.no_grad():
     ...     y = net(torch.rand(1, 3, 37, 45))
-    ...     k = net.estimate_kernels(torch.rand(1, 3, 37, 45), size=15)
-    >>> tuple(y.shape), tuple(k.shape)
-    ((1, 3, 37, 45), (1, 1, 15, 15))
+    ...     f = net.estimate_filters(torch.rand(1, 3, 37, 45), size=15)
+    >>> tuple(y.shape), tuple(f.shape), net.estimate_kernels(torch.rand(1, 3, 37, 45)) is None
+    ((1, 3, 37, 45), (1, 1, 15, 15), True)
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..inference.tiling import windowed_apply
 from ..physics.fft import irfft2, otf2psf, rfft2
 from .base import RestorationModel, downscale, pad_to_multiple
 from .blocks import Downsample, LayerNorm2d, NAFBlock, Upsample, norm_conv1x1
-from .registry import register_model
+from .registry import register_model, register_weights
 from .reversible import ReversibleColumn
 from .selective_scan import selective_scan
 
@@ -50,8 +51,6 @@ __all__ = [
     "FourierKernelEstimator",
     "DMSUNet",
     "DeepRFTv2",
-    "window_starts",
-    "windowed_apply",
 ]
 
 
@@ -180,68 +179,6 @@ class _BlockFactory:
             else:
                 blocks.append(NAFBlock(channels, dropout=self.dropout))
         return nn.Sequential(*blocks)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Windows
-# ----------------------------------------------------------------------------------------------------------
-
-
-def window_starts(n: int, window: int, overlap: int = 0) -> list[int]:
-    """Start offsets of windows of length ``min(window, n)`` covering ``[0, n)`` with stride ``window - overlap``;
-    the last window is aligned to the end (it may overlap its neighbour by more than ``overlap``)."""
-    window = min(window, n)
-    if not 0 <= overlap < window and window < n:
-        raise ValueError(f"window overlap must be in [0, {window}), got {overlap}")
-    if window >= n:
-        return [0]
-    starts = list(range(0, n - window + 1, window - overlap))
-    if starts[-1] != n - window:
-        starts.append(n - window)
-    return starts
-
-
-def _ramp_weights(start: int, length: int, n: int, overlap: int, device, dtype) -> torch.Tensor:
-    w = torch.ones(length, device=device, dtype=dtype)
-    if overlap > 0:
-        ramp = torch.arange(1, overlap + 1, device=device, dtype=dtype) / (overlap + 1)
-        if start > 0:
-            w[:overlap] = torch.minimum(w[:overlap], ramp)
-        if start + length < n:
-            w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
-    return w
-
-
-def windowed_apply(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int | None, overlap: int = 0
-) -> torch.Tensor:
-    """Apply ``fn`` (a (N, C, h, w) -> (N, C', h, w) map) per window of ``x`` (B, C, H, W) and merge.
-
-    Windows of ``min(window, H) x min(window, W)`` (see :func:`window_starts`) are batched into one call of ``fn``.
-    Overlapping parts are blended with weights that ramp linearly over ``overlap`` pixels at inner window edges
-    and are normalised to sum to one, so a position-independent ``fn`` gives exactly its whole-image result.
-    With ``overlap=0`` and sizes divisible by the window this is a plain partition. ``window=None`` or a window
-    at least as large as ``x`` calls ``fn(x)`` directly.
-    """
-    B, C, H, W = x.shape
-    if window is None or (H <= window and W <= window):
-        return fn(x)
-    wh, ww = min(window, H), min(window, W)
-    oy, ox = min(overlap, wh - 1), min(overlap, ww - 1)
-    ys, xs = window_starts(H, wh, oy), window_starts(W, ww, ox)
-    boxes = [(y0, x0) for y0 in ys for x0 in xs]
-    patches = torch.stack([x[..., y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in boxes], 1)
-    out = fn(patches.reshape(B * len(boxes), C, wh, ww))
-    out = out.reshape(B, len(boxes), *out.shape[1:])
-    acc = out.new_zeros(B, out.shape[2], H, W)
-    wsum = out.new_zeros(H, W)
-    for k, (y0, x0) in enumerate(boxes):
-        wy = _ramp_weights(y0, wh, H, oy, out.device, out.dtype)
-        wx = _ramp_weights(x0, ww, W, ox, out.device, out.dtype)
-        wk = wy[:, None] * wx[None, :]
-        acc[..., y0 : y0 + wh, x0 : x0 + ww] += out[:, k] * wk
-        wsum[y0 : y0 + wh, x0 : x0 + ww] += wk
-    return acc / wsum
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -553,8 +490,11 @@ class DeepRFTv2(RestorationModel):
         return self.net(x, downscale(x, 0.5))
 
     @torch.no_grad()
-    def estimate_kernels(self, x: torch.Tensor, size: int = 65) -> torch.Tensor:
-        """Spatial PSFs (B, n_windows, size, size) of the final column's full-scale FKE.
+    def estimate_filters(self, x: torch.Tensor, size: int = 65) -> torch.Tensor:
+        """Spatial views (B, n_windows, size, size) of the final column's full-scale FKE filters.
+
+        These filters act on learned decoder features, not on the photo: they are no estimate of the blur kernel
+        (``estimate_kernels`` returns ``None``; ``RestoreResult.filters`` reports them).
 
         The per-channel transfer functions are averaged over the feature channels (the filter the FKE applies on
         average), brought back to space with ``otf2psf`` on each window's grid (centred, cropped to ``size`` or
@@ -579,3 +519,12 @@ class DeepRFTv2(RestorationModel):
         delta[..., size // 2, size // 2] = 1.0
         psf = torch.where(total > 1e-12, psf / total.clamp_min(1e-12), delta)
         return psf.reshape(B, -1, size, size).to(x.dtype)
+
+
+# Shipped weight sets (docs/weights.md tells how each was trained).
+register_weights(
+    "deeprftv2-tiny", "motion", blind=True, blur=("motion",),
+    data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.02), configs/deeprftv2-tiny-motion.yaml",
+    steps="CPU 2000 + 7700 (crops 128), then H100 2380 + 672 (crops 256, batch 32 / 64); see docs/weights.md",
+    scores="Kodak24 motion 24.67 dB / 0.643 SSIM, benchmarks/motion_kodak24.md",
+)

@@ -128,6 +128,10 @@ SCHEMA: dict[str, Any] = {
         "charbonnier_eps": Key(1e-3, FLOAT, _gt(0)),
         "scale_weights": Key([1.0, 1.0, 1.0], LIST, _scale_weights),
         "all_outputs": Key(True, BOOL),
+        "kernel_weight": Key(0.0, FLOAT, _ge(0)),
+        "kernel_max_shift": Key(2, INT, _ge(0)),
+        "kernel_norm": Key("l1", STR, _in("l1", "l2")),
+        "reblur_weight": Key(0.0, FLOAT, _ge(0)),
     },
     "optim": {
         "lr": Key(1e-3, FLOAT, _gt(0)),

@@ -1,4 +1,4 @@
-"""Training losses: pixel losses, the FFT loss and multi-scale supervision.
+"""Training losses: pixel losses, the FFT loss, multi-scale supervision, and the kernel losses.
 
 All losses are computed in float32 (outputs produced under autocast are cast first) and
 return a scalar (mean over the batch).
@@ -11,6 +11,22 @@ return a scalar (mean over the batch).
 
 :class:`MultiScaleLoss` supervises every ``(image, scale)`` of ``model.forward_train`` against the
 target downscaled with :func:`unblur.models.base.downscale`.
+
+Kernel losses, for models whose ``forward_train`` returns ``"kernels"`` (physical PSFs per stage):
+
+- ``kernel_loss``: distance between an estimated and the true kernel *up to a shift* (blind deblurring recovers
+  the kernel only up to a translation): both are zero-padded to a common canvas, centres aligned, with the centre
+  convention of :func:`unblur.physics.kernels.pad_kernel` (that of :func:`unblur.metrics.kernel_psnr`), and the
+  smallest sum over taps of ``|difference|`` (``l1``) or ``difference^2`` (``l2``) over integer shifts of up to
+  ``max_shift`` px is kept. Its ``l2`` value is the squared error behind ``kernel_psnr`` with the same
+  ``max_shift``. Differentiable (the gradient flows through the best shift).
+- ``reblur_loss``: ``mean |k_est (*) sharp - blurred|`` with the *valid* convolution
+  (:func:`unblur.physics.conv2d`) against the matching crop of the blurred image
+  (:func:`unblur.physics.pipeline.crop_valid`): exactly how the synthetic dataset makes its pairs (the sharp crop is
+  aligned with the blurred image made by a valid blur), so the true kernel scores the noise level only.
+
+:class:`TrainingLoss` adds both (weights ``kernel_weight``, ``reblur_weight``; 0 = off) to the image loss and
+returns ``(total, parts)`` with ``parts`` a dict of named, detached terms that the trainer logs as they come.
 """
 from __future__ import annotations
 
@@ -19,7 +35,11 @@ import math
 import torch
 import torch.nn as nn
 
+from ..errors import ConfigError
+from ..physics.conv import conv2d
 from ..physics.fft import rfft2
+from ..physics.kernels import pad_kernel
+from ..physics.pipeline import crop_valid
 
 
 def l1_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -104,7 +124,7 @@ class MultiScaleLoss(nn.Module):
             outputs = [[(img, s) for img, s in outputs if s == 1.0][-1]]
         targets: dict[float, torch.Tensor] = {1.0: target.float()}
         total = target.new_zeros((), dtype=torch.float32)
-        parts = {"pixel": 0.0, "fft": 0.0}
+        parts = {"pixel": 0.0, **({"fft": 0.0} if self.fft_weight > 0 else {})}
         for img, scale in outputs:
             scale = float(scale)
             w = self.scale_weights.get(scale)
@@ -124,4 +144,114 @@ class MultiScaleLoss(nn.Module):
                 term = term + self.fft_weight * f
                 parts["fft"] += float(f.detach()) * w
             total = total + w * term
+        return total, parts
+
+
+# --------------------------------------------------------------------------- kernel losses
+
+KERNEL_NORMS = ("l1", "l2")
+
+
+def _kernel_batch(k: torch.Tensor, name: str) -> torch.Tensor:
+    """(kh, kw), (B, kh, kw) or (B, 1, kh, kw) -> (B, kh, kw) float32."""
+    if k.ndim == 4 and k.shape[1] == 1:
+        k = k[:, 0]
+    elif k.ndim == 2:
+        k = k[None]
+    if k.ndim != 3:
+        raise ValueError(f"{name} must have shape (kh, kw), (B, kh, kw) or (B, 1, kh, kw), got {tuple(k.shape)}")
+    return k.float()
+
+
+def kernel_loss(k_est: torch.Tensor, k_true: torch.Tensor, max_shift: int = 2, norm: str = "l1") -> torch.Tensor:
+    """Distance between estimated and true kernels up to an integer shift, averaged over the batch.
+
+    Per kernel: ``min over |dy|, |dx| <= max_shift of sum_taps |E shifted by (dy, dx) - T|`` (``norm="l1"``) or
+    of the squared differences (``"l2"``), both kernels zero-padded to a common canvas with their centres aligned
+    (large enough that no tap is lost by a shift). Kernels are compared as given (they should sum to 1).
+    """
+    if norm not in KERNEL_NORMS:
+        raise ValueError(f"kernel loss norm must be one of {KERNEL_NORMS}, got {norm!r}")
+    s = int(max_shift)
+    if s < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    e, t = _kernel_batch(k_est, "estimated kernel"), _kernel_batch(k_true, "true kernel").to(k_est.device)
+    H = max(e.shape[-2], t.shape[-2]) + 2 * s
+    W = max(e.shape[-1], t.shape[-1]) + 2 * s
+    T = pad_kernel(t, (H, W))
+    E = pad_kernel(e, (H + 2 * s, W + 2 * s))  # its centre sits s px further from the top-left than T's
+    costs = []
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            d = E[..., s - dy:s - dy + H, s - dx:s - dx + W] - T  # the estimate moved down dy, right dx
+            costs.append(d.abs().sum((-2, -1)) if norm == "l1" else d.square().sum((-2, -1)))
+    return torch.stack(costs, -1).amin(-1).mean()
+
+
+def reblur_loss(k_est: torch.Tensor, sharp: torch.Tensor, blurred: torch.Tensor) -> torch.Tensor:
+    """``mean |conv2d(sharp, k_est, "valid") - crop_valid(blurred)|`` for kernels (B | 1, 1, k, k) or (k, k).
+
+    The valid blur of the sharp crop is aligned with the blurred image's crop by :func:`crop_valid` (the same
+    alignment the synthetic dataset uses), so no boundary assumption enters the loss.
+    """
+    k = k_est.float()
+    k = k[None, None] if k.ndim == 2 else k
+    if k.shape[-2] > sharp.shape[-2] or k.shape[-1] > sharp.shape[-1]:
+        raise ValueError(f"reblur loss: kernel {tuple(k.shape[-2:])} larger than the images {tuple(sharp.shape[-2:])}")
+    pred = conv2d(sharp.float(), k, "valid")
+    return (pred - crop_valid(blurred.float(), k.shape[-2:])).abs().mean()
+
+
+class TrainingLoss(nn.Module):
+    """The loss the trainer minimises: ``image + kernel_weight * kernel + reblur_weight * reblur``.
+
+    ``image`` is a :class:`MultiScaleLoss`; the kernel terms average :func:`kernel_loss` (against the true kernels)
+    and :func:`reblur_loss` (against the blurred input) over the stage kernels of ``forward_train``'s ``"kernels"``.
+
+    ``forward(out, target, blurred=None, kernel=None)`` takes ``forward_train``'s dict (or an outputs list) and
+    returns ``(total, parts)``; ``parts`` maps each active term's name (``pixel``, ``fft``, ``kernel``,
+    ``reblur``) to its detached value, so new terms need no change in the trainer.
+    """
+
+    def __init__(self, image: MultiScaleLoss, kernel_weight: float = 0.0, reblur_weight: float = 0.0,
+                 kernel_max_shift: int = 2, kernel_norm: str = "l1"):
+        super().__init__()
+        if kernel_norm not in KERNEL_NORMS:
+            raise ValueError(f"kernel loss norm must be one of {KERNEL_NORMS}, got {kernel_norm!r}")
+        self.image = image
+        self.kernel_weight, self.reblur_weight = float(kernel_weight), float(reblur_weight)
+        self.kernel_max_shift, self.kernel_norm = int(kernel_max_shift), kernel_norm
+
+    @property
+    def uses_kernels(self) -> bool:
+        """Whether a term needs the model's ``"kernels"``."""
+        return self.kernel_weight > 0 or self.reblur_weight > 0
+
+    @classmethod
+    def from_config(cls, cfg) -> "TrainingLoss":
+        return cls(MultiScaleLoss.from_config(cfg), kernel_weight=cfg["kernel_weight"],
+                   reblur_weight=cfg["reblur_weight"], kernel_max_shift=cfg["kernel_max_shift"],
+                   kernel_norm=cfg["kernel_norm"])
+
+    def forward(self, out, target: torch.Tensor, blurred: torch.Tensor | None = None,
+                kernel: torch.Tensor | None = None):
+        out = out if isinstance(out, dict) else {"outputs": out}
+        total, parts = self.image(out["outputs"], target)
+        if not self.uses_kernels:
+            return total, parts
+        stages = out.get("kernels")
+        if not stages:
+            raise ConfigError("config: loss.kernel_weight / loss.reblur_weight > 0 but the model returns no kernels")
+        if self.kernel_weight > 0:
+            if kernel is None:
+                raise ConfigError("config: loss.kernel_weight > 0 needs the true kernels (synthetic training data)")
+            k = sum(kernel_loss(s, kernel, self.kernel_max_shift, self.kernel_norm) for s in stages) / len(stages)
+            total = total + self.kernel_weight * k
+            parts["kernel"] = float(k.detach())
+        if self.reblur_weight > 0:
+            if blurred is None:
+                raise ValueError("reblur loss needs the blurred input")
+            r = sum(reblur_loss(s, target, blurred) for s in stages) / len(stages)
+            total = total + self.reblur_weight * r
+            parts["reblur"] = float(r.detach())
         return total, parts

@@ -28,7 +28,7 @@ from . import distributed as D
 from .checkpoint import FORMAT, capture_rng, find_resume, load_checkpoint, prune_periodic, restore_rng, save_checkpoint
 from .config import Config, config_from_dict, dump_config
 from .ema import ModelEMA, unwrap
-from .losses import MultiScaleLoss
+from .losses import TrainingLoss
 from .schedule import WarmupCosine, warmup_cosine
 
 
@@ -41,14 +41,15 @@ def _ignore_stop_signals(worker_id: int) -> None:
 
 
 class _TrainForward(nn.Module):
-    """Routes ``forward`` to ``forward_train`` so DDP's gradient hooks see the call."""
+    """Routes ``forward`` to ``forward_train`` so DDP's gradient hooks see the call (the kernel only for
+    non-blind models)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.module = model
 
-    def forward(self, x):
-        return self.module.forward_train(x)
+    def forward(self, x, kernel=None):
+        return self.module.forward_train(x) if kernel is None else self.module.forward_train(x, kernel)
 
 
 def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -83,7 +84,7 @@ def _hms(seconds: float) -> str:
 
 
 def _fresh_acc() -> dict:
-    return {"loss": 0.0, "pixel": 0.0, "fft": 0.0, "grad_norm": 0.0, "n": 0, "skipped": 0}
+    return {"loss": 0.0, "parts": {}, "grad_norm": 0.0, "n": 0, "skipped": 0}
 
 
 class Trainer:
@@ -124,7 +125,8 @@ class Trainer:
         if d.kind == "synthetic":
             train_ds = SyntheticBlurDataset(d.root, crop_size=d.crop_size, kind=d.blur, kernel_size=d.kernel_size,
                                             noise_sigma=d.noise_sigma, length=d.length, seed=t.seed,
-                                            augment=d.augment, split="train", holdout=d.holdout)
+                                            augment=d.augment, split="train", holdout=d.holdout,
+                                            return_kernel=self.kernel_targets)
         else:
             train_ds = PairedFolderDataset(d.root, layout=d.kind, split=d.split, crop_size=d.crop_size,
                                            augment=d.augment, seed=t.seed, length=d.length)
@@ -148,12 +150,16 @@ class Trainer:
             val_ds = SyntheticBlurDataset(root, crop_size=v.crop_size or d.crop_size, kind=d.blur,
                                           kernel_size=d.kernel_size, noise_sigma=d.noise_sigma,
                                           length=v.num_images, seed=v.seed, augment=False, split="val",
-                                          holdout=d.holdout if (root == d.root and d.kind == "synthetic") else 0)
+                                          holdout=d.holdout if (root == d.root and d.kind == "synthetic") else 0,
+                                          return_kernel=not self.blind)
             bs = v.batch_size
         else:
             val_ds = PairedFolderDataset(root, layout=kind, split=v.split or "test", crop_size=v.crop_size,
                                          augment=False, seed=v.seed, limit=v.num_images)
             bs = v.batch_size if v.crop_size is not None else 1
+            if not self.blind:
+                raise ConfigError(f"config: model '{cfg.model.name}' is non-blind: val.kind must be synthetic "
+                                  "(it needs the true kernels)")
         self.val_ds = val_ds
         shard = list(range(self.dist.rank, len(val_ds), self.dist.world_size))
         self.val_loader = torch.utils.data.DataLoader(
@@ -200,7 +206,17 @@ class Trainer:
         self.amp_dtype = _autocast_dtype(t.amp, dev)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEMA(self.model, t.ema) if t.ema > 0 else None
-        self.loss_fn = MultiScaleLoss.from_config(cfg.loss)
+        self.loss_fn = TrainingLoss.from_config(cfg.loss)
+        # True kernels: the input of non-blind models, the target of the kernel loss (synthetic data holds them).
+        self.blind = bool(getattr(model, "blind", True))
+        self.kernel_targets = not self.blind or self.loss_fn.kernel_weight > 0
+        if self.kernel_targets and t.data.kind != "synthetic":
+            why = "is non-blind" if not self.blind else "has loss.kernel_weight > 0"
+            raise ConfigError(f"config: model '{cfg.model.name}' {why}: train.data.kind must be synthetic "
+                              "(the data that holds the true kernels)")
+        if self.loss_fn.uses_kernels and not getattr(model, "physical_kernels", False):
+            raise ConfigError(f"config: loss.kernel_weight / loss.reblur_weight > 0 but model '{cfg.model.name}' "
+                              "estimates no physical kernels")
         self._build_data()
 
         self.run_dir = Path(cfg.run.dir)
@@ -337,9 +353,10 @@ class Trainer:
         t = self.cfg.train
         blurred = batch["blurred"].to(self.device, non_blocking=True)
         sharp = batch["sharp"].to(self.device, non_blocking=True)
+        kernel = batch["kernel"].to(self.device, non_blocking=True) if "kernel" in batch else None
         with self._autocast():
-            out = self.train_model(blurred)
-        loss, parts = self.loss_fn(out["outputs"], sharp)
+            out = self.train_model(blurred, None if self.blind else kernel)
+        loss, parts = self.loss_fn(out, sharp, blurred=blurred, kernel=kernel)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -358,7 +375,7 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None and not skipped:
             self.ema.update(self.model)
-        return {"loss": float(loss.detach()), "grad_norm": gn, "skipped": skipped, **parts}
+        return {"loss": float(loss.detach()), "grad_norm": gn, "skipped": skipped, "parts": parts}
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -373,7 +390,7 @@ class Trainer:
             b = batch["blurred"].to(self.device)
             s = batch["sharp"].to(self.device)
             with self._autocast():
-                pred = net(b)
+                pred = net(b) if self.blind else net(b, kernel=batch["kernel"].to(self.device))
             pred = pred.float().clamp(0, 1)
             p, q = psnr(pred, s, data_range=1.0), ssim(pred, s, data_range=1.0)
             p0 = psnr(b.clamp(0, 1), s, data_range=1.0)
@@ -460,8 +477,10 @@ class Trainer:
             if bad_streak >= 50:
                 raise InputError(f"training diverged: 50 consecutive non-finite gradients at step {self.step} "
                                  "(lower optim.lr, raise sched.warmup_steps or set train.amp=off)")
-            for k in ("loss", "pixel", "fft", "grad_norm"):
+            for k in ("loss", "grad_norm"):
                 acc[k] += r[k] if math.isfinite(r[k]) else 0.0
+            for k, v in r["parts"].items():  # whatever named terms the loss returns
+                acc["parts"][k] = acc["parts"].get(k, 0.0) + (v if math.isfinite(v) else 0.0)
             acc["n"] += 1
             acc["skipped"] += int(r["skipped"])
             bar.update(1)
@@ -488,10 +507,11 @@ class Trainer:
 
     def _log_train(self, acc: dict, bar, imgs_per_s: float) -> None:
         n = max(acc["n"], 1)
-        vals = torch.tensor([acc["loss"] / n, acc["pixel"] / n, acc["fft"] / n], dtype=torch.float64,
+        names = sorted(acc["parts"])  # the same names on every rank (they follow the config and the model)
+        vals = torch.tensor([acc["loss"] / n] + [acc["parts"][k] / n for k in names], dtype=torch.float64,
                             device=self.device)
         D.all_reduce_mean(vals, self.dist)
-        loss, pix, fft = (float(v) for v in vals)
+        loss, parts = float(vals[0]), dict(zip(names, (float(v) for v in vals[1:])))
         self.history.append((self.step, loss))
         lr = self.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.2e}", refresh=False)
@@ -504,9 +524,8 @@ class Trainer:
         if self.writer is not None:
             w = self.writer
             w.add_scalar("train/loss", loss, self.step)
-            w.add_scalar("train/loss_pixel", pix, self.step)
-            if self.cfg.loss.fft_weight > 0:
-                w.add_scalar("train/loss_fft", fft, self.step)
+            for k, v in parts.items():
+                w.add_scalar(f"train/loss_{k}", v, self.step)
             w.add_scalar("train/lr", lr, self.step)
             w.add_scalar("train/grad_norm", acc["grad_norm"] / n, self.step)
             w.add_scalar("train/images_per_s", imgs_per_s, self.step)
