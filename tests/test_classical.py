@@ -9,7 +9,7 @@ import torch
 
 from unblur.classical import METHODS, DeblurResult, deblur, estimate_noise_sigma
 from unblur.classical.blind_l0 import clean_kernel, pyramid_kernel_sizes
-from unblur.classical.boundary import Domain, gradient_otfs, gradients
+from unblur.physics.boundary import Domain, gradient_otfs, gradients
 from unblur.classical.hqs import shrink_hyper_laplacian
 from unblur.errors import InputError
 from unblur.physics import conv2d, irfft2, rfft2

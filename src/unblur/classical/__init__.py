@@ -2,7 +2,7 @@
 and L0-prior blind deconvolution. Batched ``(B, C, H, W)`` torch code on any device.
 
 Every method models a real photo: the observation is a ``valid`` convolution of a scene larger
-than the frame, handled by :mod:`unblur.classical.boundary` (no border ringing). The output has the
+than the frame, handled by :mod:`unblur.physics.boundary` (no border ringing). The output has the
 size of the input.
 
 Example:
@@ -24,8 +24,9 @@ from typing import Callable
 import torch
 
 from ..errors import InputError
+from ..physics.boundary import BOUNDARIES, Domain
+from ..physics.kernels import as_kernel
 from .blind_l0 import blind_l0
-from .boundary import BOUNDARIES, Domain
 from .hqs import hqs_hl, hqs_tv
 from .richardson_lucy import richardson_lucy
 from .wiener import estimate_noise_sigma, wiener
@@ -84,26 +85,11 @@ def _check_image(blurred) -> None:
 
 
 def _check_kernel(kernel, blurred: torch.Tensor) -> torch.Tensor:
-    """Kernel as a normalised (B, 1|C, kh, kw) tensor on the image's device and dtype."""
+    """Kernel as a normalised (B, 1|C, kh, kw) tensor on the image's device and dtype (:func:`as_kernel`)."""
     if not torch.is_tensor(kernel):
         raise InputError(f"kernel must be a torch.Tensor, got {type(kernel).__name__}")
-    if kernel.ndim == 2:
-        kernel = kernel[None, None]
-    if kernel.ndim != 4:
-        raise InputError(f"kernel must have shape (kh, kw) or (B, 1, kh, kw), got {tuple(kernel.shape)}")
-    B, C, H, W = blurred.shape
-    kb, kc, kh, kw = kernel.shape
-    if kb not in (1, B) or kc not in (1, C) or kh < 1 or kw < 1:
-        raise InputError(f"kernel of shape {tuple(kernel.shape)} does not match image {tuple(blurred.shape)}")
-    if kh > H or kw > W:
-        raise InputError(f"kernel {kh}x{kw} is larger than the image {H}x{W}")
-    kernel = kernel.to(device=blurred.device, dtype=blurred.dtype)
-    if not bool(torch.isfinite(kernel).all()):
-        raise InputError("kernel contains NaN or infinite values")
-    total = kernel.sum((-2, -1), keepdim=True)
-    if bool((kernel < -1e-6 * kernel.abs().amax((-2, -1), keepdim=True)).any()) or bool((total <= 0).any()):
-        raise InputError("kernel must be non-negative with a positive sum")
-    return (kernel.clamp_min(0) / total).expand(B, kc, kh, kw)
+    k = as_kernel(kernel, like=blurred, ndims=(2, 4))
+    return k.expand(blurred.shape[0], *k.shape[1:])
 
 
 def deblur(blurred: torch.Tensor, kernel: torch.Tensor | None = None, method: str = "hqs-hl", **options) -> DeblurResult:

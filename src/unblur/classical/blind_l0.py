@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ..physics.fft import irfft2, otf2psf, psf2otf, rfft2
-from .boundary import Domain, gradient_otfs, gradients
+from ..physics.boundary import Domain, gradient_otfs, gradients
+from ..physics.kernels import _normalise, clean_kernel, delta_kernel as _delta
 from .hqs import hqs
 from .wiener import noise_sigma
 
@@ -61,61 +62,6 @@ def pyramid_kernel_sizes(kernel_size: int, step: float = math.sqrt(2)) -> list[i
         size += 1 - size % 2
     sizes.append(kernel_size)
     return sizes
-
-
-def _delta(batch: int, size: int, device, dtype) -> torch.Tensor:
-    k = torch.zeros(batch, 1, size, size, device=device, dtype=dtype)
-    k[..., size // 2, size // 2] = 1
-    return k
-
-
-def _normalise(k: torch.Tensor) -> torch.Tensor:
-    s = k.sum((-2, -1), keepdim=True)
-    return torch.where(s > 0, k / s.clamp_min(1e-30), _delta(k.shape[0], k.shape[-1], k.device, k.dtype))
-
-
-def _components(support: torch.Tensor) -> torch.Tensor:
-    """8-connected component labels (B, 1, h, w) of a boolean map (0 = background), by max-propagation."""
-    B, _, h, w = support.shape
-    idx = torch.arange(1, h * w + 1, device=support.device, dtype=torch.float32).view(1, 1, h, w)
-    lab = torch.where(support, idx.expand(B, 1, h, w), torch.zeros((), device=support.device))
-    for _ in range(h * w):
-        new = torch.where(support, F.max_pool2d(lab, 3, stride=1, padding=1), lab)
-        if torch.equal(new, lab):
-            break
-        lab = new
-    return lab
-
-
-def _shift(k: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Shift each kernel (B, 1, h, w) by whole pixels (dy, dx) (B,), zero fill."""
-    out = []
-    h, w = k.shape[-2:]
-    for kb, sy, sx in zip(k, dy.tolist(), dx.tolist()):
-        p = F.pad(kb, (w, w, h, h))
-        out.append(p[..., h - sy:2 * h - sy, w - sx:2 * w - sx])
-    return torch.stack(out)
-
-
-def clean_kernel(k: torch.Tensor, threshold: float = 0.05, min_component_mass: float = 0.1, recenter: bool = True) -> torch.Tensor:
-    """Clip, threshold, keep the main connected component(s), renormalise and re-centre kernels (B, 1, h, w)."""
-    k = k.clamp_min(0)
-    kmax = k.amax((-2, -1), keepdim=True)
-    k = torch.where(k >= threshold * kmax, k, torch.zeros_like(k))
-    k = _normalise(k)
-    B, _, h, w = k.shape
-    lab = _components(k > 0).view(B, h * w)
-    same = lab[:, :, None] == lab[:, None, :]  # (B, n, n)
-    mass = (same.to(k.dtype) * k.view(B, 1, h * w)).sum(-1)  # mass of each pixel's component
-    k = torch.where((mass >= min_component_mass) & (lab > 0), k.view(B, h * w), torch.zeros_like(mass)).view(B, 1, h, w)
-    k = _normalise(k)
-    if recenter:
-        yy = torch.arange(h, device=k.device, dtype=k.dtype).view(1, 1, h, 1)
-        xx = torch.arange(w, device=k.device, dtype=k.dtype).view(1, 1, 1, w)
-        cy, cx = (k * yy).sum((1, 2, 3)), (k * xx).sum((1, 2, 3))
-        k = _shift(k, (h // 2 - cy).round().long(), (w // 2 - cx).round().long())
-        k = _normalise(k)
-    return k
 
 
 def _l0_image(dom: Domain, y, k, lambda_pixel, lambda_grad, mu_max, cg_iters, d_otfs, x0):

@@ -12,7 +12,7 @@ Splitting ``w ~ grad x`` with the penalty ``beta/2 ||grad x - w||^2`` and contin
   non-zero stationary point is found by Newton's method on the convex derivative from ``|v|`` and
   compared with ``w = 0`` (exact for any alpha in (0, 1), no lookup table);
 - ``x``-step, quadratic: ``(A^T A + beta/lam D^T D) x = A^T y + beta/lam D^T w``, closed form for a
-  circular observation, preconditioned CG on the extended domain for a real photo (:mod:`.boundary`).
+  circular observation, preconditioned CG on the extended domain for a real photo (:mod:`unblur.physics.boundary`).
 
 ``lam`` defaults to ``lam_scale / sigma^2`` (MAP weighting of the data term) with ``sigma`` the
 estimated noise level.
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from ..physics.fft import rfft2
-from .boundary import Domain, gradient_otfs, gradients
+from ..physics.boundary import Domain, gradient_otfs, gradients
+from ..physics.solvers import fourier_data_step
 from .wiener import noise_sigma
 
 
@@ -84,8 +84,7 @@ def hqs(
         raise ValueError(f"prior must be 'tv' or 'hl', got {prior!r}")
     dom = Domain(blurred.shape[-2:], kernel.shape[-2:], boundary, device=blurred.device)
     otf = dom.otf(kernel.to(blurred.dtype))
-    oh, ov = gradient_otfs(dom.shape, blurred.device)
-    d2 = oh.abs() ** 2 + ov.abs() ** 2
+    d_otfs = gradient_otfs(dom.shape, blurred.device)
     if lam is None:
         lam_t = lam_scale / noise_sigma(blurred, sigma) ** 2  # (B, 1, 1, 1)
     else:
@@ -99,8 +98,8 @@ def hqs(
         else:
             wh, wv = shrink_hyper_laplacian(gh, beta, alpha), shrink_hyper_laplacian(gv, beta, alpha)
         ratio = beta / lam_t
-        rhs = ratio * (oh.conj() * rfft2(wh) + ov.conj() * rfft2(wv))
-        x = dom.solve(otf, blurred, reg_hat=ratio * d2, rhs_hat=rhs, x0=x, iters=cg_iters)
+        x = fourier_data_step(blurred, otf, filter_otfs=d_otfs, weights=(ratio, ratio), targets=(wh, wv),
+                              domain=dom, x0=x, cg_iters=cg_iters)
         beta *= beta_rate
     return dom.crop(x)
 

@@ -1,6 +1,6 @@
 """Richardson–Lucy deconvolution (Poisson maximum likelihood, multiplicative EM updates).
 
-``x <- x * A^T(y / A x) / A^T 1`` with ``A`` the observation model of :mod:`.boundary`. With
+``x <- x * A^T(y / A x) / A^T 1`` with ``A`` the observation model of :mod:`unblur.physics.boundary`. With
 ``boundary="valid"`` the unknown image lives on the extended domain and ``A^T 1`` is the per-pixel
 sensitivity (smaller near the frame, zero outside the kernel's reach): this is the boundary-corrected
 RL of Bertero & Boccacci (2005), free of border ringing. An optional total-variation term (Dey et
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .boundary import Domain, gradients
+from ..physics.boundary import Domain, gradients
 from .wiener import noise_sigma
 
 TV_EPS = 1e-2

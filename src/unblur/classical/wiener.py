@@ -3,7 +3,7 @@
 With a Gaussian image prior of power spectrum ``S(w)`` and white noise of variance ``sigma^2`` the
 LMMSE estimate solves ``(A^T A + R) x = A^T y`` with ``R(w) = NSR(w) = sigma^2 / S(w)``. For a
 circular observation this is the textbook filter ``X = conj(K) Y / (|K|^2 + NSR)``; for a real photo
-(:mod:`.boundary`, ``boundary="valid"``) the same system is solved on the extended domain with the
+(:mod:`unblur.physics.boundary`, ``boundary="valid"``) the same system is solved on the extended domain with the
 masked data term, which removes the border ringing of the textbook filter.
 
 The NSR is either given (a scalar, the classical knob) or derived from the noise level: natural
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .boundary import Domain, gradient_otfs
+from ..physics.boundary import Domain, gradient_otfs
+from ..physics.solvers import fourier_data_step
 
 _MAD_TO_SIGMA = 1.0 / 0.6744897501960817  # 1 / Phi^-1(3/4)
 
@@ -67,11 +68,10 @@ def wiener(
     """
     dom = Domain(blurred.shape[-2:], kernel.shape[-2:], boundary, device=blurred.device)
     otf = dom.otf(kernel.to(blurred.dtype))
-    if nsr is not None:
-        reg = torch.as_tensor(float(nsr), dtype=blurred.dtype, device=blurred.device)
-    else:
-        s = noise_sigma(blurred, sigma)
-        oh, ov = gradient_otfs(dom.shape, blurred.device)
-        reg = (s ** 2 / gradient_var) * (oh.abs() ** 2 + ov.abs() ** 2)
-    x = dom.solve(otf, blurred, reg_hat=reg, iters=cg_iters)
+    if nsr is not None:  # R = nsr: the proximal term towards 0
+        x = fourier_data_step(blurred, otf, beta=float(nsr), domain=dom, cg_iters=cg_iters)
+    else:  # R = c (|Dh|^2 + |Dv|^2): gradient filters towards 0
+        c = noise_sigma(blurred, sigma) ** 2 / gradient_var
+        x = fourier_data_step(blurred, otf, filter_otfs=gradient_otfs(dom.shape, blurred.device), weights=(c, c),
+                              domain=dom, cg_iters=cg_iters)
     return dom.crop(x)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError
+from ..physics.kernels import as_kernel
 from .tiling import choose_tile_size, tiled_apply
 
 __all__ = ["RestoreResult", "restore", "restore_file", "resolve_device", "load_model", "DEFAULT_METHOD", "NON_BLIND_DEFAULT",
@@ -94,29 +95,15 @@ def _as_batch(image) -> torch.Tensor:
 
 
 def _as_kernel(kernel, x: torch.Tensor) -> torch.Tensor:
+    """A kernel (tensor, array or kernel file) as (B|1, C|1, kh, kw) float32 summing to 1 (:func:`as_kernel`)."""
     if isinstance(kernel, (str, os.PathLike)):
         from ..io import read_kernel
 
-        source = str(kernel)
+        name = f"kernel file {kernel}"
         kernel = read_kernel(kernel)
     else:
-        source = "kernel"
-    k = torch.as_tensor(kernel)
-    if not k.is_floating_point():
-        k = k.float()
-    if k.ndim == 4 and k.shape[0] in (1, x.shape[0]) and k.shape[1] in (1, x.shape[1]):
-        pass
-    elif k.ndim != 2:
-        raise InputError(
-            f"{source}: kernel must have shape (kh, kw) or (B, C, kh, kw) matching the image, got {tuple(k.shape)}"
-        )
-    kh, kw = k.shape[-2:]
-    H, W = x.shape[-2:]
-    if kh > H or kw > W:
-        raise InputError(f"{source}: kernel of size {kh}x{kw} is larger than the image ({H}x{W})")
-    if not torch.isfinite(k).all() or (k < 0).any() or float(k.sum()) <= 0:
-        raise InputError(f"{source}: kernel must be finite, non-negative and not all zero")
-    return k.to(device=x.device, dtype=torch.float32)
+        name = "kernel"
+    return as_kernel(kernel, like=x.float(), name=name, ndims=(2, 4))
 
 
 def _autocast(device: torch.device, precision: str):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..physics.kernels import NEGATIVE_TOLERANCE, as_kernel
 from .atomic import atomic_write
 from .images import _load_pixels, _Unreadable, write_image
 from .paths import KERNEL_EXTENSIONS
@@ -29,7 +30,6 @@ from .paths import KERNEL_EXTENSIONS
 __all__ = ["read_kernel", "write_kernel", "KERNEL_EXTENSIONS", "MAX_KERNEL_SIZE", "NEGATIVE_TOLERANCE"]
 
 MAX_KERNEL_SIZE = 255
-NEGATIVE_TOLERANCE = 1e-4
 
 
 def _kernel_array(path: Path) -> np.ndarray:
@@ -68,23 +68,16 @@ def _kernel_array(path: Path) -> np.ndarray:
 
 
 def _validated(arr: np.ndarray) -> np.ndarray:
-    """Check a kernel array and return it clipped at zero and normalised to sum 1 (float64)."""
-    if arr.ndim != 2:
-        raise _Unreadable(f"a kernel must be a 2-D array, got shape {tuple(arr.shape)}")
-    if arr.size == 0:
-        raise _Unreadable(f"empty kernel (shape {tuple(arr.shape)})")
-    kh, kw = arr.shape
-    if kh > MAX_KERNEL_SIZE or kw > MAX_KERNEL_SIZE:
-        raise _Unreadable(f"kernel of {kh}x{kw} px is larger than the maximum {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE}")
-    if not np.isfinite(arr).all():
-        raise _Unreadable("kernel contains NaN or infinite values")
-    top, low = float(arr.max()), float(arr.min())
-    if low < 0 and low < -NEGATIVE_TOLERANCE * max(top, 0.0):
-        raise _Unreadable(f"kernel has negative values (minimum {low:.3g}, maximum {top:.3g})")
-    if top <= 0:
-        raise _Unreadable("kernel is all zero")
-    arr = np.clip(arr, 0.0, None)
-    return arr / arr.sum()
+    """Check a kernel array (:func:`unblur.physics.as_kernel`) and return it clipped at zero and normalised to sum 1 (float64)."""
+    if arr.ndim == 2:
+        kh, kw = arr.shape
+        if kh > MAX_KERNEL_SIZE or kw > MAX_KERNEL_SIZE:
+            raise _Unreadable(f"kernel of {kh}x{kw} px is larger than the maximum {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE}")
+    try:
+        k = as_kernel(torch.from_numpy(np.asarray(arr, dtype=np.float64)), ndims=(2,), negative_tolerance=NEGATIVE_TOLERANCE)
+    except InputError as err:
+        raise _Unreadable(str(err)) from None
+    return k[0, 0].numpy()
 
 
 def read_kernel(path: str | os.PathLike) -> torch.Tensor:

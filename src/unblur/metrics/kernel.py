@@ -30,22 +30,17 @@ import torch
 from ..errors import InputError
 from ..physics.conv import conv2d
 from ..physics.fft import kernel_center
+from ..physics.kernels import as_kernel
 
 __all__ = ["kernel_psnr", "align_to_reference", "error_ratio"]
 
 
 def _kernel2d(k, name: str) -> torch.Tensor:
+    """One 2-D float64 CPU kernel scaled to sum 1 (negative taps of an estimate are kept)."""
     k = torch.as_tensor(k).detach().to("cpu", torch.float64)
     while k.ndim > 2 and k.shape[0] == 1:
         k = k[0]
-    if k.ndim != 2 or k.numel() == 0:
-        raise InputError(f"{name} must be a non-empty 2-D kernel, got shape {tuple(k.shape)}")
-    if not torch.isfinite(k).all():
-        raise InputError(f"{name} contains NaN or infinite values")
-    s = k.sum()
-    if s <= 0:
-        raise InputError(f"{name} does not have a positive sum")
-    return k / s
+    return as_kernel(k, name=name, ndims=(2,), negative_tolerance=None)[0, 0]
 
 
 def _place(k: torch.Tensor, H: int, W: int, margin: int) -> torch.Tensor:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from ..inference.tiling import windowed_apply
 from ..physics.fft import irfft2, otf2psf, rfft2
+from ..physics.kernels import project_kernel
 from .base import RestorationModel, downscale, pad_to_multiple
 from .blocks import Downsample, LayerNorm2d, NAFBlock, Upsample, norm_conv1x1
 from .registry import register_model, register_weights
@@ -513,11 +514,7 @@ class DeepRFTv2(RestorationModel):
         kh, kw = min(size, h), min(size, w)
         psf = otf2psf(otf.mean(1), (h, w), (kh, kw))  # (B * n, kh, kw)
         top, left = size // 2 - kh // 2, size // 2 - kw // 2
-        psf = F.pad(psf, (left, size - kw - left, top, size - kh - top)).clamp_min(0)
-        total = psf.sum((-2, -1), keepdim=True)
-        delta = torch.zeros_like(psf)
-        delta[..., size // 2, size // 2] = 1.0
-        psf = torch.where(total > 1e-12, psf / total.clamp_min(1e-12), delta)
+        psf = project_kernel(F.pad(psf, (left, size - kw - left, top, size - kh - top)))
         return psf.reshape(B, -1, size, size).to(x.dtype)
 
 

@@ -8,16 +8,23 @@ from .kernels import (
     GaussianBlurGenerator,
     MixedBlurGenerator,
     MotionBlurGenerator,
+    NEGATIVE_TOLERANCE,
+    as_kernel,
     center_kernel,
+    clean_kernel,
+    delta_kernel,
     defocus_kernel,
     gaussian_kernel,
     get_kernel_generator,
     motion_kernel,
     normalize_kernel,
     pad_kernel,
+    project_kernel,
 )
 from .noise import GaussianNoise, PoissonGaussianNoise
 from .color import linear_to_srgb, srgb_to_linear
 from .degradations import clip, jpeg, saturate
 from .operators import Blur
 from .pipeline import DegradationPipeline, crop_valid
+from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients
+from .solvers import conjugate_gradient, fourier_data_step, kernel_step

@@ -36,10 +36,16 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
 
 __all__ = [
+    "as_kernel",
+    "project_kernel",
+    "delta_kernel",
+    "clean_kernel",
+    "NEGATIVE_TOLERANCE",
     "normalize_kernel",
     "center_kernel",
     "pad_kernel",
@@ -118,11 +124,205 @@ def _finish(k: torch.Tensor, device, dtype) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# kernel utilities
+# kernel utilities: the one validation (as_kernel) and the one projection (project_kernel)
+
+NEGATIVE_TOLERANCE = 1e-4  # negative taps down to -NEGATIVE_TOLERANCE * max are float noise, set to 0
+_SHAPES = {2: "(kh, kw)", 3: "(C, kh, kw)", 4: "(B, C, kh, kw)"}
+
+
+def as_kernel(
+    kernel,
+    *,
+    like: torch.Tensor | None = None,
+    name: str = "kernel",
+    ndims: Sequence[int] = (2, 3, 4),
+    negative_tolerance: float | None = NEGATIVE_TOLERANCE,
+) -> torch.Tensor:
+    """Validate a user kernel and return it as (B|1, 1|C, kh, kw) floats, each kernel summing to 1.
+
+    ``kernel``: a tensor, NumPy array or nested sequence of shape (kh, kw), (1|C, kh, kw) or
+    (B|1, 1|C, kh, kw) (``ndims`` restricts the accepted ranks). It must be finite, non-negative (taps
+    down to ``-negative_tolerance * max`` are float noise and set to 0; ``negative_tolerance=None``
+    keeps negative taps and only asks for a positive sum) and have a positive sum.
+    With ``like`` (an image (B, C, H, W)) the kernel must match its batch and channels and not be
+    larger than it, and is returned on its device and dtype; otherwise on the kernel's device, in its
+    floating dtype (the default dtype for integer input). Odd and even sizes are accepted.
+
+    Bad input raises :class:`unblur.errors.InputError` with a one-line message starting with ``name``.
+
+    >>> as_kernel(torch.tensor([[0.0, 1.0], [2.0, 1.0]])).tolist()
+    [[[[0.0, 0.25], [0.5, 0.25]]]]
+    """
+    if not torch.is_tensor(kernel):
+        try:
+            kernel = torch.as_tensor(kernel)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"{name} must be a tensor or an array, got {type(kernel).__name__}") from None
+    k = kernel
+    if k.ndim not in ndims:
+        shapes = " or ".join(_SHAPES.get(n, f"{n}-D") for n in ndims)
+        raise InputError(f"{name} must have shape {shapes}, got {tuple(k.shape)}")
+    if k.numel() == 0:
+        raise InputError(f"{name} is empty (shape {tuple(k.shape)})")
+    shape = tuple(k.shape)
+    if not k.is_floating_point():
+        k = k.to(torch.get_default_dtype())
+    k = k.reshape((1,) * (4 - k.ndim) + shape)
+    kb, kc, kh, kw = k.shape
+    if like is not None:
+        if like.ndim == 4 and (kb not in (1, like.shape[0]) or kc not in (1, like.shape[1])):
+            raise InputError(f"{name} of shape {shape} does not match the image {tuple(like.shape)}")
+        H, W = like.shape[-2:]
+        if kh > H or kw > W:
+            raise InputError(f"{name} of {kh}x{kw} is larger than the image ({H}x{W})")
+    if not bool(torch.isfinite(k).all()):
+        raise InputError(f"{name} contains NaN or infinite values")
+    if negative_tolerance is not None:
+        low, top = k.amin((-2, -1)), k.amax((-2, -1))
+        bad = low < -negative_tolerance * top.clamp_min(0)
+        if bool(bad.any()):
+            i = int(bad.flatten().nonzero()[0])
+            raise InputError(
+                f"{name} has negative values (minimum {float(low.flatten()[i]):.3g}, maximum {float(top.flatten()[i]):.3g})"
+            )
+        k = k.clamp_min(0)
+    if like is not None:
+        k = k.to(device=like.device, dtype=like.dtype)
+    total = k.sum((-2, -1), keepdim=True)
+    if bool((total <= 0).any()):
+        raise InputError(f"{name} is all zero" if negative_tolerance is not None else f"{name} does not have a positive sum")
+    return k / total
+
+
+def delta_kernel(batch: int, size, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Identity kernels (B, 1, kh, kw): 1 at the centre ``(kh//2, kw//2)``; ``size`` an int or (kh, kw)."""
+    kh, kw = (size, size) if isinstance(size, int) else size
+    k = torch.zeros(batch, 1, kh, kw, device=device, dtype=dtype)
+    k[..., kh // 2, kw // 2] = 1
+    return k
+
+
+def _normalise(k: torch.Tensor) -> torch.Tensor:
+    """Each kernel (..., h, w) divided by its sum; a centred delta where the sum is not positive."""
+    s = k.sum((-2, -1), keepdim=True)
+    h, w = k.shape[-2:]
+    delta = torch.zeros_like(k)
+    delta[..., h // 2, w // 2] = 1
+    return torch.where(s > 0, k / s.clamp_min(1e-30), delta)
+
+
+def _components(support: torch.Tensor) -> torch.Tensor:
+    """8-connected component labels (B, 1, h, w) of a boolean map (0 = background), by max-propagation."""
+    B, _, h, w = support.shape
+    idx = torch.arange(1, h * w + 1, device=support.device, dtype=torch.float32).view(1, 1, h, w)
+    lab = torch.where(support, idx.expand(B, 1, h, w), torch.zeros((), device=support.device))
+    for _ in range(h * w):
+        new = torch.where(support, F.max_pool2d(lab, 3, stride=1, padding=1), lab)
+        if torch.equal(new, lab):
+            break
+        lab = new
+    return lab
+
+
+def _shift(k: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Shift each kernel (B, 1, h, w) by whole pixels (dy, dx) (B,), zero fill."""
+    out = []
+    h, w = k.shape[-2:]
+    for kb, sy, sx in zip(k, dy.tolist(), dx.tolist()):
+        p = F.pad(kb, (w, w, h, h))
+        out.append(p[..., h - sy:2 * h - sy, w - sx:2 * w - sx])
+    return torch.stack(out)
+
+
+def _clean(k: torch.Tensor, threshold: float, min_component_mass: float) -> torch.Tensor:
+    """Zero taps below ``threshold`` x max, normalise, drop 8-connected components lighter than ``min_component_mass``."""
+    kmax = k.amax((-2, -1), keepdim=True)
+    k = torch.where(k >= threshold * kmax, k, torch.zeros_like(k))
+    k = _normalise(k)
+    B, _, h, w = k.shape
+    lab = _components(k > 0).view(B, h * w)
+    same = lab[:, :, None] == lab[:, None, :]  # (B, n, n)
+    mass = (same.to(k.dtype) * k.view(B, 1, h * w)).sum(-1)  # mass of each pixel's component
+    return torch.where((mass >= min_component_mass) & (lab > 0), k.view(B, h * w), torch.zeros_like(mass)).view(B, 1, h, w)
+
+
+def _center(k: torch.Tensor, normalised: bool) -> torch.Tensor:
+    """Move each kernel (B, 1, h, w) by whole pixels so its centroid (of the non-negative part) is the centre."""
+    B, _, h, w = k.shape
+    yy = torch.arange(h, device=k.device, dtype=k.dtype).view(1, 1, h, 1)
+    xx = torch.arange(w, device=k.device, dtype=k.dtype).view(1, 1, 1, w)
+    p = k.detach().clamp_min(0)
+    cy, cx = (p * yy).sum((1, 2, 3)), (p * xx).sum((1, 2, 3))
+    mass = p.sum((1, 2, 3))
+    if not normalised:
+        cy, cx = cy / mass.clamp_min(1e-30), cx / mass.clamp_min(1e-30)
+    dy = torch.where(mass > 0, (h // 2 - cy).round(), torch.zeros_like(cy)).long()
+    dx = torch.where(mass > 0, (w // 2 - cx).round(), torch.zeros_like(cx)).long()
+    return _shift(k, dy, dx)
+
+
+def project_kernel(
+    k: torch.Tensor,
+    nonneg: bool = True,
+    normalise: bool = True,
+    center: bool = False,
+    clean: bool = False,
+    *,
+    threshold: float = 0.05,
+    min_component_mass: float = 0.1,
+    differentiable: bool = False,
+) -> torch.Tensor:
+    """Project kernels (..., kh, kw) onto valid PSFs, in this order:
+
+    1. ``nonneg``: negative taps set to 0 (``relu``);
+    2. ``clean``: taps below ``threshold`` x max zeroed, the kernel normalised, 8-connected components
+       holding less than ``min_component_mass`` of the mass removed;
+    3. ``normalise``: each kernel scaled to sum 1 (a centred delta where nothing positive is left);
+    4. ``center``: shifted by whole pixels (zero fill) so the centroid of its non-negative part lands on
+       the centre pixel ``(kh//2, kw//2)``, then normalised again (if ``normalise``). Kernels with no
+       positive mass are not moved.
+
+    ``differentiable=True`` is the variant for training graphs: only the relu and the division by the
+    sum (both differentiable almost everywhere, no host synchronisation, no data-dependent loops);
+    ``clean`` and ``center`` (hard thresholds, component labelling, integer shifts) are refused there
+    (``ValueError``). The default variant is also autograd-compatible where it is smooth (the
+    thresholds and shifts are treated as constants) but synchronises with the host.
+
+    >>> k = torch.zeros(5, 5); k[0, 4] = 2
+    >>> project_kernel(k, center=True).nonzero().tolist()
+    [[2, 2]]
+    """
+    if not torch.is_tensor(k) or k.ndim < 2:
+        raise InputError(f"kernel must be a tensor with at least 2 dims (kh, kw), got {getattr(k, 'shape', type(k))}")
+    if differentiable and (clean or center):
+        raise ValueError("project_kernel(differentiable=True) does not support clean or center (not differentiable)")
+    if not k.is_floating_point():
+        k = k.to(torch.get_default_dtype())
+    if nonneg:
+        k = k.clamp_min(0)
+    if not (clean or center):
+        return _normalise(k) if normalise else k
+    shape = k.shape
+    k = k.reshape(-1, 1, *shape[-2:])
+    if clean:
+        k = _clean(k, threshold, min_component_mass)
+    if normalise:
+        k = _normalise(k)
+    if center:
+        k = _center(k, normalised=normalise and nonneg)
+        if normalise:
+            k = _normalise(k)
+    return k.reshape(shape)
+
+
+def clean_kernel(k: torch.Tensor, threshold: float = 0.05, min_component_mass: float = 0.1, recenter: bool = True) -> torch.Tensor:
+    """Clip, threshold, keep the main connected component(s), renormalise and re-centre kernels:
+    ``project_kernel(k, center=recenter, clean=True, ...)``."""
+    return project_kernel(k, center=recenter, clean=True, threshold=threshold, min_component_mass=min_component_mass)
 
 
 def normalize_kernel(k: torch.Tensor) -> torch.Tensor:
-    """Clip negative taps to 0 and scale every kernel (last two dims) to sum to 1.
+    """Clip negative taps to 0 and scale every kernel (last two dims) to sum to 1 (:func:`project_kernel`).
 
     Raises :class:`unblur.errors.InputError` if a kernel has no positive (finite) mass.
 
@@ -132,56 +332,27 @@ def normalize_kernel(k: torch.Tensor) -> torch.Tensor:
     """
     if not torch.is_tensor(k) or k.ndim < 2:
         raise InputError(f"kernel must be a tensor with at least 2 dims (kh, kw), got {getattr(k, 'shape', type(k))}")
-    if not k.is_floating_point():
-        k = k.to(torch.get_default_dtype())
-    k = k.clamp(min=0)
-    s = k.sum(dim=(-2, -1), keepdim=True)
+    s = k.clamp(min=0).sum(dim=(-2, -1))
     if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
         raise InputError(
             f"cannot normalise kernel of shape {tuple(k.shape)}: it is all zero after clipping negatives, or not finite"
         )
-    return k / s
-
-
-def _shift_zero(k: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Shift a (kh, kw) array by (dy, dx) pixels, filling with zeros (mass moved off the support is lost)."""
-    kh, kw = k.shape
-    out = torch.zeros_like(k)
-    if abs(dy) >= kh or abs(dx) >= kw:
-        return out
-    ys, yd = (slice(0, kh - dy), slice(dy, kh)) if dy >= 0 else (slice(-dy, kh), slice(0, kh + dy))
-    xs, xd = (slice(0, kw - dx), slice(dx, kw)) if dx >= 0 else (slice(-dx, kw), slice(0, kw + dx))
-    out[yd, xd] = k[ys, xs]
-    return out
+    return project_kernel(k)
 
 
 def center_kernel(k: torch.Tensor) -> torch.Tensor:
     """Shift each kernel by whole pixels so its centroid lands on the centre pixel ``(kh//2, kw//2)``.
 
-    The shift is the rounded difference between the centre and the centroid of the (non-negative part
-    of the) kernel; the support is filled with zeros, so mass pushed off the support is dropped
-    (call :func:`normalize_kernel` afterwards if that can happen). Kernels with no mass are returned
-    unchanged.
+    ``project_kernel(k, nonneg=False, normalise=False, center=True)``: the shift is the rounded
+    difference between the centre and the centroid of the non-negative part of the kernel; the support
+    is filled with zeros, so mass pushed off the support is dropped (normalise afterwards if that can
+    happen). Kernels with no positive mass are returned unchanged.
 
     >>> k = torch.zeros(5, 5); k[0, 4] = 1
     >>> center_kernel(k).nonzero().tolist()
     [[2, 2]]
     """
-    if not torch.is_tensor(k) or k.ndim < 2:
-        raise InputError(f"kernel must be a tensor with at least 2 dims (kh, kw), got {getattr(k, 'shape', type(k))}")
-    kh, kw = k.shape[-2:]
-    flat = k.reshape(-1, kh, kw)
-    w = flat.detach().clamp(min=0).to(_F64)
-    mass = w.sum(dim=(-2, -1))
-    ys = torch.arange(kh, dtype=_F64, device=k.device)
-    xs = torch.arange(kw, dtype=_F64, device=k.device)
-    cy = (w.sum(-1) * ys).sum(-1) / mass.clamp_min(1e-300)
-    cx = (w.sum(-2) * xs).sum(-1) / mass.clamp_min(1e-300)
-    dy = (kh // 2 - cy).round().to(torch.int64).tolist()
-    dx = (kw // 2 - cx).round().to(torch.int64).tolist()
-    has_mass = (mass > 0).tolist()
-    out = [(_shift_zero(f, a, b) if m and (a or b) else f) for f, a, b, m in zip(flat, dy, dx, has_mass)]
-    return torch.stack(out).reshape(k.shape)
+    return project_kernel(k, nonneg=False, normalise=False, center=True)
 
 
 def pad_kernel(k: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

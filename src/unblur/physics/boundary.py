@@ -1,4 +1,4 @@
-"""Boundary handling shared by every classical method (the only one in :mod:`unblur.classical`).
+"""Boundary handling: the extended periodic domain every FFT-based solver runs on (classical methods and networks).
 
 A photo is not periodic: the camera records ``y = valid(k (*) s)`` of a scene ``s`` that is larger
 than the frame by the kernel support. FFT-based deconvolution that treats ``y`` as circular explains
@@ -34,8 +34,8 @@ import math
 
 import torch
 
-from ..physics.conv import pad, same_size_pads
-from ..physics.fft import irfft2, psf2otf, rfft2
+from .conv import pad, same_size_pads
+from .fft import irfft2, psf2otf, rfft2
 
 BOUNDARIES = ("valid", "circular")
 
@@ -153,49 +153,13 @@ class Domain:
         return irfft2(rfft2(self.embed(r)) * otf.conj(), s=self.shape).to(r.dtype)
 
     def solve(self, otf, y, reg_hat=0.0, rhs_hat=None, x0=None, iters: int = 10) -> torch.Tensor:
-        """Solve ``(A^T A + R) x = A^T y + b`` on the domain.
+        """Solve ``(A^T A + R) x = A^T y + b`` on the domain (returns the domain-size image).
 
         ``R`` is circulant with the real, non-negative half-spectrum multiplier ``reg_hat`` and ``b``
         is given by its half spectrum ``rhs_hat`` (or ``None``). Circular boundary: closed form.
         Valid boundary: ``iters`` preconditioned CG steps from ``x0`` (default :meth:`extend` of y).
+        The structured form of this solve is :func:`unblur.physics.solvers.fourier_data_step`.
         """
-        k2 = otf.real ** 2 + otf.imag ** 2
-        denom = (k2 + reg_hat).clamp_min(1e-12)
-        rhs = rfft2(self.embed(y)) * otf.conj()
-        if rhs_hat is not None:
-            rhs = rhs + rhs_hat
-        if self.mask is None:
-            return irfft2(rhs / denom, s=self.shape).to(y.dtype)
-        s = self.shape
-        mask = self.mask.to(y.dtype)
+        from .solvers import solve_fourier_normal  # solvers imports this module
 
-        def normal(v):
-            V = rfft2(v)
-            Av = irfft2(V * otf, s=s) * mask
-            return irfft2(rfft2(Av) * otf.conj() + reg_hat * V, s=s)
-
-        def precond(v):
-            return irfft2(rfft2(v) / denom, s=s)
-
-        def dot(a, b):
-            return (a * b).sum((-2, -1), keepdim=True)
-
-        b = irfft2(rhs, s=s)
-        x = (self.extend(y) if x0 is None else x0).to(b.dtype).expand_as(b).clone()
-        r = b - normal(x)
-        z = precond(r)
-        p = z
-        rz = dot(r, z)
-        tiny = torch.finfo(b.dtype).tiny
-        for _ in range(iters):
-            Ap = normal(p)
-            pAp = dot(p, Ap)
-            alpha = torch.where(pAp > tiny, rz / pAp.clamp_min(tiny), torch.zeros_like(pAp))
-            x = x + alpha * p
-            r = r - alpha * Ap
-            z = precond(r)
-            rz_new = dot(r, z)
-            beta = torch.where(rz > tiny, rz_new / rz.clamp_min(tiny), torch.zeros_like(rz))
-            p = z + beta * p
-            rz = rz_new
-        return x.to(y.dtype)
+        return solve_fourier_normal(otf, y, reg_hat, rhs_hat, domain=self, x0=x0, iters=iters)

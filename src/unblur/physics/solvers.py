@@ -1,0 +1,279 @@
+"""The solver layer: one conjugate gradient, the Fourier data step and the kernel least-squares step.
+
+Every quadratic sub-problem of the package (classical methods and unrolled networks) is solved here:
+
+- :func:`conjugate_gradient`: batched, preconditioned CG for symmetric positive definite operators.
+- :func:`fourier_data_step`: the image step
+  ``min_x ||A x - y||^2 + sum_i w_i ||D_i x - v_i||^2 + beta ||x - u||^2``
+  with ``A`` the blur (circular, or the masked ``valid`` observation of :class:`~unblur.physics.boundary.Domain`)
+  and ``D_i`` convolution filters (e.g. the gradients). Circular: the closed form
+  ``x = F^-1[(conj(K) Y + sum_i w_i conj(D_i) V_i + beta U) / (|K|^2 + sum_i w_i |D_i|^2 + beta)]``;
+  valid: CG on the normal equations, preconditioned with that closed form.
+- :func:`kernel_step`: ``min_k sum_d ||M_d (d(x) (*) k - d(y))||^2 + gamma ||k||^2`` for a kernel of a given
+  size (``d`` the forward differences or the identity, ``M_d`` the observed-window mask).
+
+All functions are plain torch code: batched over ``(B, C)``, CPU or CUDA, float32 or float64, and
+differentiable (autograd flows through every iteration, so an unrolled network can train through them).
+Equations and conventions: ``docs/physics.md``.
+
+Example:
+    >>> import torch
+    >>> from unblur.physics import Domain, conv2d, fourier_data_step, gradient_otfs
+    >>> k = torch.ones(5, 5) / 25
+    >>> y = conv2d(torch.rand(1, 1, 36, 40), k, "valid")          # (1, 1, 32, 36)
+    >>> d = Domain((32, 36), (5, 5))
+    >>> x = fourier_data_step(y, d.otf(k), filter_otfs=gradient_otfs(d.shape), weights=(1e-3, 1e-3), domain=d)
+    >>> d.crop(x).shape
+    torch.Size([1, 1, 32, 36])
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .boundary import Domain, gradients
+from .fft import irfft2, otf2psf, psf2otf, rfft2
+
+__all__ = ["conjugate_gradient", "fourier_data_step", "kernel_step"]
+
+KERNEL_METHODS = ("fft", "cg")
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-(sample, channel) inner product over the last two dims, keepdim."""
+    return (a * b).sum((-2, -1), keepdim=True)
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor, tiny: float) -> torch.Tensor:
+    """``num / den`` where ``den > tiny``, else 0; finite gradients in both branches."""
+    ok = den > tiny
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def conjugate_gradient(
+    apply_A: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    x0: torch.Tensor | None = None,
+    iters: int = 20,
+    precond: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    tol: float = 0.0,
+) -> torch.Tensor:
+    """Preconditioned conjugate gradients for ``A x = b``, ``A`` symmetric positive definite.
+
+    Batched: ``b`` is ``(..., H, W)`` and every leading index is an independent system (dot products
+    over the last two dims), so ``apply_A`` must not mix them. ``precond`` applies an SPD approximation
+    of ``A^-1``. Runs ``iters`` iterations from ``x0`` (default zeros), or stops earlier once every
+    residual satisfies ``||r|| <= tol ||b||`` (``tol > 0`` costs one host sync per iteration).
+    Step sizes are set to 0 where a denominator vanishes (converged or zero right-hand side), so the
+    result and its gradients stay finite.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.to(b.dtype).expand_as(b)
+    r = b if x0 is None else b - apply_A(x)
+    z = precond(r) if precond is not None else r
+    p = z
+    rz = _dot(r, z)
+    tiny = torch.finfo(b.dtype).tiny
+    bb = _dot(b, b) if tol > 0 else None
+    for _ in range(int(iters)):
+        if bb is not None and bool((_dot(r, r) <= (tol * tol) * bb).all()):
+            break
+        Ap = apply_A(p)
+        alpha = _safe_div(rz, _dot(p, Ap), tiny)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        z = precond(r) if precond is not None else r
+        rz_new = _dot(r, z)
+        p = z + _safe_div(rz_new, rz, tiny) * p
+        rz = rz_new
+    return x
+
+
+def _coef(w, like: torch.Tensor):
+    """A weight as a float or a tensor broadcastable to (B, C, h, w): (B,) becomes (B, 1, 1, 1)."""
+    if not torch.is_tensor(w):
+        return float(w)
+    w = w.to(device=like.device, dtype=like.dtype)
+    return w.reshape(-1, 1, 1, 1) if w.ndim == 1 else w
+
+
+def _is_zero(w) -> bool:
+    return not torch.is_tensor(w) and w == 0.0
+
+
+def solve_fourier_normal(otf, y, reg_hat=0.0, rhs_hat=None, *, domain: Domain | None = None, x0=None, iters: int = 10):
+    """``(A^T A + R) x = A^T y + b`` with ``R`` circulant (half-spectrum multiplier ``reg_hat``, real and
+    non-negative) and ``b`` given by its half spectrum ``rhs_hat``: closed form for a circular domain
+    (or none), ``iters`` CG steps preconditioned by ``(|K|^2 + R)^-1`` from ``x0`` (default
+    ``domain.extend(y)``) for a ``valid`` domain. Returns the domain-size image in ``y``'s dtype."""
+    s = tuple(domain.shape) if domain is not None else tuple(y.shape[-2:])
+    mask = None if domain is None else domain.mask
+    k2 = otf.real ** 2 + otf.imag ** 2
+    denom = (k2 + reg_hat).clamp_min(1e-12)
+    rhs = rfft2(y if domain is None else domain.embed(y)) * otf.conj()
+    if rhs_hat is not None:
+        rhs = rhs + rhs_hat
+    if mask is None:
+        return irfft2(rhs / denom, s=s).to(y.dtype)
+    mask = mask.to(y.dtype)
+
+    def normal(v):
+        V = rfft2(v)
+        Av = irfft2(V * otf, s=s) * mask
+        return irfft2(rfft2(Av) * otf.conj() + reg_hat * V, s=s)
+
+    def precond(v):
+        return irfft2(rfft2(v) / denom, s=s)
+
+    b = irfft2(rhs, s=s)
+    x = (domain.extend(y) if x0 is None else x0).to(b.dtype).expand_as(b)
+    return conjugate_gradient(normal, b, x0=x, iters=iters, precond=precond).to(y.dtype)
+
+
+def fourier_data_step(
+    y: torch.Tensor,
+    otf: torch.Tensor,
+    *,
+    beta=0.0,
+    u: torch.Tensor | None = None,
+    filter_otfs: Sequence[torch.Tensor] = (),
+    weights: Sequence = (),
+    targets: Sequence[torch.Tensor | None] = (),
+    domain: Domain | None = None,
+    x0: torch.Tensor | None = None,
+    cg_iters: int = 10,
+) -> torch.Tensor:
+    """``argmin_x ||A x - y||^2 + sum_i w_i ||D_i x - v_i||^2 + beta ||x - u||^2`` on the domain.
+
+    Args:
+        y: observation (B, C, H, W): the observed window for a ``valid`` domain, else the domain itself.
+        otf: half-spectrum OTF of the blur on the domain shape (``psf2otf`` / ``Domain.otf``).
+        beta, u: weight and centre of the proximal term (``u=None``: zero). Floats or per-sample
+            tensors ((B,) or broadcastable (B, 1, 1, 1)).
+        filter_otfs, weights, targets: the filters ``D_i`` (half-spectrum OTFs on the domain, e.g.
+            ``gradient_otfs``), their weights ``w_i`` (like ``beta``) and targets ``v_i`` (domain-size
+            images, ``None`` = zero; an empty sequence means all zero).
+        domain: ``None`` or a circular :class:`Domain`: closed form
+            ``x = F^-1[(conj(K) Y + sum_i w_i conj(D_i) V_i + beta U) / (|K|^2 + sum_i w_i |D_i|^2 + beta)]``.
+            A ``valid`` domain: the data term is masked to the observed window and the normal equations
+            are solved by ``cg_iters`` CG steps preconditioned with that closed form, from ``x0``
+            (default ``domain.extend(y)``).
+
+    Returns the domain-size image (crop it with ``domain.crop``); differentiable w.r.t. every tensor input.
+    """
+    filter_otfs, weights = tuple(filter_otfs), tuple(weights)
+    targets = tuple(targets) if len(targets) else (None,) * len(filter_otfs)
+    if not (len(filter_otfs) == len(weights) == len(targets)):
+        raise ValueError(
+            f"filter_otfs, weights and targets must have the same length, got {len(filter_otfs)}, {len(weights)}, {len(targets)}"
+        )
+    reg = 0.0
+    rhs = None
+    if filter_otfs and all(w is weights[0] for w in weights):  # one shared weight: factor it out
+        w = _coef(weights[0], y)
+        reg = w * sum(D.abs() ** 2 for D in filter_otfs)
+        terms = [D.conj() * rfft2(v) for D, v in zip(filter_otfs, targets) if v is not None]
+        rhs = w * sum(terms) if terms else None
+    else:
+        for D, w, v in zip(filter_otfs, weights, targets):
+            w = _coef(w, y)
+            reg = reg + w * D.abs() ** 2
+            if v is not None:
+                term = w * (D.conj() * rfft2(v))
+                rhs = term if rhs is None else rhs + term
+    beta = _coef(beta, y)
+    if not _is_zero(beta):
+        reg = reg + beta
+        if u is not None:
+            term = beta * rfft2(u)
+            rhs = term if rhs is None else rhs + term
+    return solve_fourier_normal(otf, y, reg, rhs, domain=domain, x0=x0, iters=cg_iters)
+
+
+def _filtered(t: torch.Tensor, filters) -> tuple[torch.Tensor, ...]:
+    if filters == "grad":
+        return gradients(t)
+    if filters is None:
+        return (t,)
+    raise ValueError(f"filters must be 'grad' or None, got {filters!r}")
+
+
+def kernel_step(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    size,
+    *,
+    gamma,
+    domain: Domain | None = None,
+    method: str = "fft",
+    k0: torch.Tensor | None = None,
+    iters: int = 20,
+    filters: str | None = "grad",
+    x_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``argmin_k sum_d ||M_d (d(x) (*) k - d(y))||^2 + gamma ||k||^2`` for kernels of ``size``.
+
+    Args:
+        x: current image (B, C, P, Q) on the domain (the domain's shape; any shape when ``domain`` is
+            ``None`` or circular).
+        y: observation: the observed window (B, C, H, W) for a ``valid`` domain, else the shape of ``x``.
+        size: kernel size, an int or (kh, kw).
+        gamma: Tikhonov weight, a float or a per-sample tensor ((B,) or (B, 1, 1, 1)).
+        domain: ``None``/circular (no mask) or a ``valid`` :class:`Domain` (``M_d``: pixels whose
+            difference only involves observed pixels).
+        method: ``"fft"``: the circular closed form
+            ``k = crop(F^-1[sum_d conj(D X) D Y / (sum_d |D X|^2 + gamma)])``: it ignores the mask and the
+            support constraint (the minimiser over kernels as large as the domain, cropped to ``size``),
+            the classical fast approximation. With ``filters="grad"`` the kernel's sum (DC) is not seen
+            by the data and comes out near 0: project (``project_kernel``) afterwards.
+            ``"cg"``: the exact masked, support-constrained normal equations solved by ``iters`` CG
+            steps from ``k0`` (default zeros).
+        filters: ``"grad"`` (the forward differences of :func:`~unblur.physics.boundary.gradients`) or
+            ``None`` (intensities).
+        x_mask: optional weights on ``d(x)`` (broadcastable to ``x``): ``d(x)`` becomes ``x_mask * d(x)``,
+            e.g. a salient-edge selection (Cho & Lee 2009) that keeps only strong edges of ``x``.
+
+    Returns one kernel per sample, (B, 1, kh, kw) in ``x``'s dtype (channels are summed in the data
+    term). Not projected (may be negative, does not sum to 1). Differentiable.
+    """
+    kh, kw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    s = tuple(x.shape[-2:])
+    masked = domain is not None and domain.mask is not None
+    if masked:
+        if s != tuple(domain.shape):
+            raise ValueError(f"x must live on the domain {tuple(domain.shape)}, got {s}")
+        yd = domain.embed(y)
+        m = domain.mask.to(x.dtype)
+        masks = (m * m.roll(-1, -1), m * m.roll(-1, -2)) if filters == "grad" else (m,)
+    else:
+        yd = y
+        masks = (None, None) if filters == "grad" else (None,)
+    xs, ys = _filtered(x, filters), _filtered(yd, filters)
+    if x_mask is not None:
+        xs = tuple(t * x_mask for t in xs)
+    Xs = [rfft2(t) for t in xs]
+    g = _coef(gamma, x)
+    if method == "fft":
+        num = sum(X.conj() * rfft2(yt) for X, yt in zip(Xs, ys)).sum(1, keepdim=True)
+        den = sum(X.real ** 2 + X.imag ** 2 for X in Xs).sum(1, keepdim=True) + g
+        K = _safe_div(num, den, torch.finfo(den.dtype).tiny)
+        return otf2psf(K, s, (kh, kw)).to(x.dtype)
+    if method != "cg":
+        raise ValueError(f"method must be one of {KERNEL_METHODS}, got {method!r}")
+    ks = (kh, kw)
+
+    def fwd(k):
+        K = psf2otf(k, s)
+        return [irfft2(X * K, s=s) if mk is None else irfft2(X * K, s=s) * mk for X, mk in zip(Xs, masks)]
+
+    def adj(rs):
+        R = sum(X.conj() * rfft2(r if mk is None else r * mk) for X, r, mk in zip(Xs, rs, masks))
+        return otf2psf(R.sum(1, keepdim=True), s, ks).to(x.dtype)
+
+    def normal(k):
+        return adj(fwd(k)) + g * k
+
+    b = adj(ys)
+    if k0 is None:
+        k0 = torch.zeros(x.shape[0], 1, kh, kw, device=x.device, dtype=x.dtype)
+    return conjugate_gradient(normal, b, x0=k0, iters=iters)
