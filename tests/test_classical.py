@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from unblur.classical import METHODS, DeblurResult, deblur, estimate_noise_sigma
-from unblur.classical.blind_l0 import clean_kernel, pyramid_kernel_sizes
+from unblur.classical.blind_l0 import pyramid_kernel_sizes
+from unblur.physics.kernels import clean_kernel
 from unblur.physics.boundary import Domain, gradient_otfs, gradients
 from unblur.classical.hqs import shrink_hyper_laplacian
 from unblur.errors import InputError
@@ -178,7 +179,13 @@ def test_kernel_cleanup_keeps_main_component_and_centres():
     assert bool((out >= 0).all())
     assert int((out > 0).sum()) == 3
     assert out[0, 0, 4].tolist()[3:6] == pytest.approx([1 / 3] * 3)
-    assert pyramid_kernel_sizes(31) == [3, 5, 9, 13, 19, 27, 31]
+
+
+def test_pyramid_grows_by_sqrt2_from_5px():
+    assert pyramid_kernel_sizes(31) == [5, 7, 9, 11, 13, 17, 23, 31]
+    assert pyramid_kernel_sizes(41) == [5, 7, 9, 11, 15, 21, 29, 41]
+    assert pyramid_kernel_sizes(5) == [5]
+    assert pyramid_kernel_sizes(3) == [3]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,32 +1,42 @@
-"""Blind deblurring with L0 priors on intensity and gradients (after Pan, Hu, Su & Yang, CVPR 2014).
+"""Blind deblurring with L0 priors on gradients and intensities (after Pan, Hu, Su & Yang, CVPR 2014).
 
 Model::
 
-    min_{x,k} ||A_k x - y||^2 + lambda_pixel ||x||_0 + lambda_grad ||grad x||_0 + gamma ||k||^2
+    min_{x,k} ||k (*) x - y||^2 + lambda_grad ||grad x||_0 + lambda_pixel ||x||_0 + gamma ||k||^2
 
-Kernel estimation runs on the luminance, coarse to fine over a pyramid whose kernel sizes grow by
-~sqrt(2) from 3 (or more) up to ``kernel_size``. At each level, ``iters_per_level`` alternations
+The kernel is estimated on the luminance, coarse to fine over a pyramid whose kernel sizes grow by
+~sqrt(2) from 5 px up to ``kernel_size``. At every level, ``iters_per_level`` alternations
 (``final_iters`` at the finest) of
 
-1. **image step** (half-quadratic splitting, closed-form/FFT): auxiliaries ``u ~ x`` and
-   ``g ~ grad x`` are hard-thresholded (``u = x`` where ``x^2 >= lambda_pixel / beta``; ``g = grad x``
-   where ``|grad x|^2 >= lambda_grad / mu``), then ``(A^T A + beta + mu D^T D) x = A^T y + beta u + mu D^T g``
-   is solved on the extended domain of :mod:`.boundary`; ``beta`` and ``mu`` start at twice their
-   lambda and double together up to ``mu_max``;
-2. **kernel step** in the gradient domain: ``min_k sum_d ||M_d (d x (*) k) - M_d d y||^2 + gamma ||k||^2``
-   (``M_d`` the observed-window mask, so no boundary artefact enters the estimate), conjugate
-   gradients warm-started from the current kernel;
-3. **clean-up**: negatives clipped, entries below ``threshold`` x max zeroed, 8-connected components
-   holding less than ``min_component_mass`` of the mass removed, renormalised to sum 1, re-centred
-   on its centroid (whole pixels);
-4. ``lambda_grad`` and ``lambda_pixel`` divided by ``lambda_decay`` (floor ``lambda_min``); the
-   decay runs over all levels (it does not restart at each level), so the fine levels refine the
-   kernel with small weights.
+1. **latent image** (half-quadratic splitting, :func:`~unblur.physics.fourier_data_step` in closed
+   form): auxiliaries ``g ~ grad x`` and ``u ~ x`` are hard-thresholded (``g = grad x`` where
+   ``|grad x|^2 >= lambda_grad / mu``, ``u = x`` where ``x^2 >= lambda_pixel / beta``), and ``x`` solves
+   the quadratic problem with weights ``mu`` and ``beta``; both start at twice their lambda and
+   double up to ``mu_max``. The observation is the smooth periodic extension of ``y``
+   (:meth:`~unblur.physics.Domain.extend`), so every step is one FFT division;
+2. **salient edges** (Cho & Lee 2009): only gradients of ``x`` above a threshold enter the kernel step;
+   the threshold is chosen at the first alternation of each level so that each of four orientation
+   bins keeps at least ``edge_ratio x kernel size`` pixels, then divided by 1.1 at every alternation;
+3. **kernel** (:func:`~unblur.physics.kernel_step`): gradient-domain least squares with Tikhonov
+   ``gamma``, masked to the observed window (no boundary artefact enters), ``kernel_cg_iters`` CG
+   steps from a flat kernel;
+4. **projection** (:func:`~unblur.physics.project_kernel`): negatives clipped, taps below
+   ``threshold`` x max zeroed, 8-connected components lighter than ``min_component_mass`` removed,
+   normalised, re-centred on its centroid;
+5. both lambdas divided by ``lambda_decay`` (floor ``lambda_min``), across levels.
 
-The kernel Tikhonov weight follows each level's estimated noise (``gamma_scale * sigma_level^2``).
-Departures from the paper and the reasons are in ``docs/classical.md``.
+Then ``refine_iters`` alternations at the finest level take the latent image from the natural-image
+(hyper-Laplacian) deconvolution instead of the L0 one: its gradients are not cartoon-like, so the
+kernel loses the blur that the L0 image's too-sharp edges put into it.
 
-The final image is a non-blind hyper-Laplacian HQS deconvolution of every channel with the estimate.
+Large photos: the kernel is estimated on a *working image*: the luminance scaled so that its long side
+is at most ``work_size`` (the kernel size is in working pixels, so it covers ``kernel_size / scale``
+photo pixels), cropped to the ``region x region`` window with the most salient edges. The kernel
+found there is resized to the photo's scale and the whole photo is deconvolved (hyper-Laplacian HQS,
+in overlapping tiles of ``tile`` pixels so memory stays bounded).
+
+Choices and the reasons are in ``docs/classical.md``; the defaults were tuned on synthetic blur of the
+training photos (``benchmarks/blind_synthetic.py``).
 """
 from __future__ import annotations
 
@@ -35,11 +45,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..physics.fft import irfft2, otf2psf, psf2otf, rfft2
 from ..physics.boundary import Domain, gradient_otfs, gradients
-from ..physics.kernels import _normalise, clean_kernel, delta_kernel as _delta
+from ..physics.kernels import delta_kernel, project_kernel
+from ..physics.solvers import fourier_data_step, kernel_step
 from .hqs import hqs
-from .wiener import noise_sigma
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -52,80 +61,16 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     return image.mean(1, keepdim=True)
 
 
-def pyramid_kernel_sizes(kernel_size: int, step: float = math.sqrt(2)) -> list[int]:
-    """Odd kernel sizes from the coarsest level to ``kernel_size`` (growing by ~``step``)."""
-    size = max(3, 2 * ((kernel_size - 1) // 16) + 1)
-    sizes = []
-    while size < kernel_size:
-        sizes.append(size)
-        size = math.ceil(size * step)
-        size += 1 - size % 2
-    sizes.append(kernel_size)
-    return sizes
-
-
-def _l0_image(dom: Domain, y, k, lambda_pixel, lambda_grad, mu_max, cg_iters, d_otfs, x0):
-    """Image step: HQS with hard thresholds on intensity and gradients (joint continuation)."""
-    oh, ov = d_otfs
-    d2 = oh.abs() ** 2 + ov.abs() ** 2
-    otf = dom.otf(k)
-    x = x0
-    beta, mu = 2 * lambda_pixel, 2 * lambda_grad
-    while mu < mu_max:
-        gh, gv = gradients(x)
-        keep = (gh * gh + gv * gv) >= lambda_grad / mu
-        gh, gv = gh * keep, gv * keep
-        rhs = mu * (oh.conj() * rfft2(gh) + ov.conj() * rfft2(gv))
-        reg = mu * d2
-        if lambda_pixel > 0:
-            u = torch.where(x * x >= lambda_pixel / beta, x, torch.zeros_like(x))
-            rhs = rhs + beta * rfft2(u)
-            reg = reg + beta
-        x = dom.solve(otf, y, reg_hat=reg, rhs_hat=rhs, x0=x, iters=cg_iters)
-        beta, mu = 2 * beta, 2 * mu
-    return x
-
-
-def _estimate_kernel(dom: Domain, x, y, k0, gamma, iters):
-    """Kernel step: masked gradient-domain least squares with Tikhonov ``gamma``, CG from ``k0``."""
-    s, ks = dom.shape, k0.shape[-2:]
-    xh, xv = gradients(x)
-    Xh, Xv = rfft2(xh), rfft2(xv)
-    yh, yv = gradients(dom.embed(y))
-    if dom.mask is None:
-        mh = mv = torch.ones((), device=y.device, dtype=y.dtype)
-    else:
-        m = dom.mask.to(y.dtype)
-        mh, mv = m * m.roll(-1, -1), m * m.roll(-1, -2)
-    yh, yv = yh * mh, yv * mv
-
-    def fwd(k):
-        K = psf2otf(k, s)
-        return irfft2(Xh * K, s=s) * mh, irfft2(Xv * K, s=s) * mv
-
-    def adj(rh, rv):
-        return otf2psf(Xh.conj() * rfft2(rh * mh) + Xv.conj() * rfft2(rv * mv), s, ks).to(y.dtype)
-
-    def normal(k):
-        return adj(*fwd(k)) + gamma * k
-
-    def dot(a, b):
-        return (a * b).sum((-2, -1), keepdim=True)
-
-    k = k0.clone()
-    r = adj(yh, yv) - normal(k)
-    p, rr = r, dot(r, r)
-    tiny = torch.finfo(y.dtype).tiny
-    for _ in range(iters):
-        Ap = normal(p)
-        pAp = dot(p, Ap)
-        alpha = torch.where(pAp > tiny, rr / pAp.clamp_min(tiny), torch.zeros_like(pAp))
-        k = k + alpha * p
-        r = r - alpha * Ap
-        rr_new = dot(r, r)
-        p = r + torch.where(rr > tiny, rr_new / rr.clamp_min(tiny), torch.zeros_like(rr)) * p
-        rr = rr_new
-    return k
+def pyramid_kernel_sizes(kernel_size: int, coarsest: int = 5) -> list[int]:
+    """Odd kernel sizes from the coarsest level (about ``coarsest``) to ``kernel_size``, ratio ~sqrt(2)."""
+    sizes = [kernel_size]
+    while sizes[-1] > coarsest:
+        s = math.ceil(sizes[-1] / math.sqrt(2))
+        s += 1 - s % 2
+        if s < coarsest:
+            break
+        sizes.append(s)
+    return sizes[::-1]
 
 
 def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -134,32 +79,69 @@ def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def salient_edges(gh: torch.Tensor, gv: torch.Tensor, count: int, threshold: float | None = None):
+    """Mask (1, 1, H, W) of the gradients above ``threshold``; ``None`` picks the largest threshold
+    that keeps at least ``count`` pixels in each of 4 orientation bins (Cho & Lee 2009). Returns
+    (mask, threshold)."""
+    mag = torch.sqrt(gh * gh + gv * gv)
+    if threshold is None:
+        angle = torch.atan2(gv, gh).remainder(math.pi)
+        bins = (angle / (math.pi / 4)).long().clamp_max(3)
+        levels = []
+        for b in range(4):
+            v = mag[bins == b]
+            if v.numel():
+                levels.append(v.topk(min(count, v.numel())).values[-1])
+        threshold = float(torch.stack(levels).min()) if levels else 0.0
+    return (mag >= threshold).to(gh.dtype), threshold
+
+
+def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max):
+    """Latent image of the L0 model on the periodic domain (HQS with joint continuation)."""
+    x = y_ext
+    mu = 2 * lambda_grad
+    while mu < mu_max:
+        gh, gv = gradients(x)
+        keep = (gh * gh + gv * gv) >= lambda_grad / mu
+        beta, u = 0.0, None
+        if lambda_pixel > 0:
+            beta = mu * lambda_pixel / lambda_grad
+            u = torch.where(x * x >= lambda_pixel / beta, x, torch.zeros_like(x))
+        x = fourier_data_step(y_ext, otf, beta=beta, u=u, filter_otfs=d_otfs, weights=(mu, mu),
+                              targets=(gh * keep, gv * keep))
+        mu *= 2
+    return x
+
+
+def _kernel_update(dom, x, y, size, gamma, edges, iters, opts):
+    gh, gv = gradients(x)
+    mask, edges["threshold"] = salient_edges(gh, gv, edges["count"], edges["threshold"])
+    edges["threshold"] /= 1.1
+    flat = torch.full((1, 1, size, size), 1.0 / size ** 2, dtype=x.dtype, device=x.device)
+    k = kernel_step(x, y, size, gamma=gamma, domain=dom, method="cg", k0=flat, iters=iters, x_mask=mask)
+    return project_kernel(k, center=True, clean=True, threshold=opts["threshold"],
+                          min_component_mass=opts["min_component_mass"])
+
+
 def estimate_kernel_l0(
     guide: torch.Tensor,
     *,
     kernel_size: int = 31,
-    lambda_grad: float = 1.6e-2,
-    lambda_pixel: float = 1.6e-2,
+    lambda_grad: float = 1e-2,
+    lambda_pixel: float = 3e-3,
     lambda_decay: float = 1.1,
     lambda_min: float = 1e-4,
-    gamma: float | None = None,
-    gamma_scale: float = 5e5,
+    gamma: float = 2.0,
     iters_per_level: int = 5,
-    final_iters: int = 15,
-    mu_max: float = 1e3,
-    threshold: float = 0.1,
+    final_iters: int = 10,
+    refine_iters: int = 2,
+    edge_ratio: float = 30.0,
+    mu_max: float = 1e5,
+    threshold: float = 0.05,
     min_component_mass: float = 0.1,
-    image_cg_iters: int = 2,
     kernel_cg_iters: int = 20,
-    boundary: str = "valid",
 ) -> torch.Tensor:
-    """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from a grey image (B, 1, H, W).
-
-    ``gamma=None`` sets the kernel Tikhonov weight of each level to ``gamma_scale * sigma_level^2``
-    (noise level of that pyramid level, floor 2e-3): Gaussian-MAP weighting, so the kernel is
-    regularised where the noise is and hardly at coarse (downsampled, cleaner) levels. The lambdas
-    decay over *all* alternations (coarse to fine), so the finest level refines with small weights;
-    it runs ``final_iters`` alternations instead of ``iters_per_level``.
+    """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from grey images (B, 1, H, W).
 
     Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
     (which can change FFT rounding in the last bit) would make a batch differ from single calls.
@@ -170,76 +152,134 @@ def estimate_kernel_l0(
     return torch.cat([_estimate_one(guide[i:i + 1], **opts) for i in range(guide.shape[0])])
 
 
-def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay, lambda_min, gamma, gamma_scale,
-                  iters_per_level, final_iters, mu_max, threshold, min_component_mass, image_cg_iters,
-                  kernel_cg_iters, boundary):
-    B, _, H, W = guide.shape
-    dtype, device = guide.dtype, guide.device
-    k = None
-    lp, lg = lambda_pixel, lambda_grad
-    for ks in pyramid_kernel_sizes(kernel_size):
-        r = ks / kernel_size
-        h, w = max(ks + 2, round(H * r)), max(ks + 2, round(W * r))
-        y = _resize(guide, (h, w))
-        k = _delta(B, ks, device, dtype) if k is None else _normalise(_resize(k, (ks, ks)).clamp_min(0))
-        dom = Domain((h, w), (ks, ks), boundary, device=device)
-        g_level = gamma_scale * noise_sigma(y, None, floor=2e-3) ** 2 if gamma is None else gamma
-        d_otfs = gradient_otfs(dom.shape, device, dtype)
-        for _ in range(final_iters if ks == kernel_size else iters_per_level):
-            x = _l0_image(dom, y, k, lp, lg, mu_max, image_cg_iters, d_otfs, dom.extend(y))
-            k = _estimate_kernel(dom, x, y, k, g_level, kernel_cg_iters)
-            k = clean_kernel(k, threshold, min_component_mass)
-            lp = max(lp / lambda_decay, lambda_min) if lp > 0 else 0.0
+def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay, lambda_min, gamma,
+                  iters_per_level, final_iters, refine_iters, edge_ratio, mu_max, threshold,
+                  min_component_mass, kernel_cg_iters):
+    H, W = guide.shape[-2:]
+    opts = {"threshold": threshold, "min_component_mass": min_component_mass}
+    k, lg, lp = None, lambda_grad, lambda_pixel
+    for size in pyramid_kernel_sizes(kernel_size):
+        r = size / kernel_size
+        y = _resize(guide, (max(size + 2, round(H * r)), max(size + 2, round(W * r))))
+        if k is None:  # a short horizontal stroke: a symmetric start that breaks the delta's stability
+            k = torch.zeros(1, 1, size, size, dtype=y.dtype, device=y.device)
+            k[..., size // 2, size // 2 - 1:size // 2 + 1] = 0.5
+        else:
+            k = project_kernel(_resize(k, (size, size)))
+        dom = Domain(y.shape[-2:], (size, size), "valid", device=y.device)
+        y_ext = dom.extend(y)
+        d_otfs = gradient_otfs(dom.shape, y.device, y.dtype)
+        edges = {"count": int(edge_ratio * size), "threshold": None}
+        for _ in range(final_iters if size == kernel_size else iters_per_level):
+            x = l0_latent(y_ext, dom.otf(k), d_otfs, lg, lp, mu_max)
+            k = _kernel_update(dom, x, y, size, gamma, edges, kernel_cg_iters, opts)
             lg = max(lg / lambda_decay, lambda_min)
+            lp = lambda_pixel * lg / lambda_grad  # the two weights keep their ratio
+    edges = {"count": int(edge_ratio * kernel_size), "threshold": None}
+    for _ in range(refine_iters):
+        x = dom.extend(hqs(y, k, prior="hl"))
+        edges["threshold"] = None
+        k = _kernel_update(dom, x, y, kernel_size, gamma, edges, kernel_cg_iters, opts)
     return k
+
+
+def informative_region(guide: torch.Tensor, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size x size`` window of ``guide`` (1, 1, H, W) with the most salient
+    edge pixels (the top 2% gradient magnitudes, saturated pixels excluded)."""
+    H, W = guide.shape[-2:]
+    if H <= size and W <= size:
+        return 0, 0
+    gh, gv = gradients(guide)
+    mag = torch.sqrt(gh * gh + gv * gv)
+    # saturated highlights break the linear blur model: no edge there counts
+    sat = F.max_pool2d((guide > 0.98).to(guide.dtype), 5, stride=1, padding=2) > 0
+    mag = torch.where(sat, torch.zeros_like(mag), mag)
+    mag[..., -1, :] = 0
+    mag[..., :, -1] = 0  # the circular differences wrap around the last row/column
+    level = torch.quantile(mag.flatten()[:: max(1, mag.numel() // 1_000_000)], 0.98)
+    strong = (mag >= level).to(guide.dtype)
+    h, w = min(size, H), min(size, W)
+    step = max(1, size // 8)
+    counts = F.avg_pool2d(strong, (h, w), stride=step)
+    idx = int(counts.flatten().argmax())
+    cols = counts.shape[-1]
+    return min((idx // cols) * step, H - h), min((idx % cols) * step, W - w)
 
 
 def blind_l0(
     blurred: torch.Tensor,
     *,
     kernel_size: int = 31,
-    lambda_grad: float = 1.6e-2,
-    lambda_pixel: float = 1.6e-2,
+    lambda_grad: float = 1e-2,
+    lambda_pixel: float = 3e-3,
     lambda_decay: float = 1.1,
-    gamma: float | None = None,
-    gamma_scale: float = 5e5,
+    gamma: float = 2.0,
     iters_per_level: int = 5,
-    final_iters: int = 15,
-    threshold: float = 0.1,
+    final_iters: int = 10,
+    refine_iters: int = 2,
+    edge_ratio: float = 30.0,
+    threshold: float = 0.05,
     min_component_mass: float = 0.1,
     final_lam_scale: float = 0.3,
     sigma: float | None = None,
+    work_size: int = 1024,
+    region: int = 512,
+    tile: int = 1024,
     boundary: str = "valid",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blind deblurring of ``blurred`` (B, C, H, W); returns (image, kernel (B, 1, k, k)).
+    """Blind deblurring of ``blurred`` (B, C, H, W); returns (image, kernel (B, 1, K, K)).
 
     Args:
-        kernel_size: odd side of the estimated kernel (must cover the blur).
-        lambda_grad, lambda_pixel: initial L0 weights of gradients and intensities (image step).
+        kernel_size: odd side of the estimated kernel in working-image pixels (must cover the blur).
+        lambda_grad, lambda_pixel: initial L0 weights of gradients and intensities (latent image).
         lambda_decay: both lambdas are divided by it after every alternation (floor 1e-4).
-        gamma: Tikhonov weight of the kernel step; ``None``: ``gamma_scale * sigma_level^2`` per level.
-        gamma_scale: see ``gamma``.
-        iters_per_level: image/kernel alternations per pyramid level below the finest.
-        final_iters: alternations at the finest level.
-        threshold: kernel entries below ``threshold`` x max are zeroed.
-        min_component_mass: connected kernel components lighter than this (fraction of 1) are removed.
+        gamma: Tikhonov weight of the kernel step.
+        iters_per_level, final_iters: alternations per pyramid level, and at the finest level.
+        refine_iters: alternations with the hyper-Laplacian latent image after the pyramid.
+        edge_ratio: salient-edge selection keeps at least ``edge_ratio x size`` pixels per orientation.
+        threshold, min_component_mass: kernel clean-up (relative tap threshold, smallest component kept).
         final_lam_scale: ``lam_scale`` of the final hyper-Laplacian HQS deconvolution.
         sigma: noise level for the final deconvolution (estimated when ``None``).
-        boundary: ``"valid"`` (default) or ``"circular"``.
+        work_size: long side of the working image the kernel is estimated on (larger photos are scaled
+            down; the returned kernel is at the photo's scale, ``K = kernel_size / scale`` rounded to odd).
+        region: side of the most informative window of the working image used for the estimate.
+        tile: the final deconvolution runs on overlapping tiles of this size (bounded memory).
+        boundary: ``"valid"`` (default) or ``"circular"`` for the final deconvolution.
     """
-    k = estimate_kernel_l0(
-        luminance(blurred),
-        kernel_size=kernel_size,
-        lambda_grad=lambda_grad,
-        lambda_pixel=lambda_pixel,
-        lambda_decay=lambda_decay,
-        gamma=gamma,
-        gamma_scale=gamma_scale,
-        iters_per_level=iters_per_level,
-        final_iters=final_iters,
-        threshold=threshold,
-        min_component_mass=min_component_mass,
-        boundary=boundary,
-    )
-    x = hqs(blurred, k, prior="hl", lam_scale=final_lam_scale, sigma=sigma, boundary=boundary)
+    est = dict(kernel_size=kernel_size, lambda_grad=lambda_grad, lambda_pixel=lambda_pixel, lambda_decay=lambda_decay,
+               gamma=gamma, iters_per_level=iters_per_level, final_iters=final_iters, refine_iters=refine_iters,
+               edge_ratio=edge_ratio, threshold=threshold, min_component_mass=min_component_mass)
+    guide = luminance(blurred)
+    H, W = guide.shape[-2:]
+    scale = min(1.0, work_size / max(H, W))
+    if scale < 1:
+        guide = _resize(guide, (max(kernel_size + 2, round(H * scale)), max(kernel_size + 2, round(W * scale))))
+    kernels = []
+    for g in guide.split(1):
+        top, left = informative_region(g, region)
+        kernels.append(estimate_kernel_l0(g[..., top:top + region, left:left + region], **est))
+    k = torch.cat(kernels)
+    if scale < 1:
+        size = 2 * round(kernel_size / scale / 2) + 1
+        k = project_kernel(_resize(k, (size, size)).clamp_min(0), center=True)
+    x = deconvolve_tiled(blurred, k, tile, lam_scale=final_lam_scale, sigma=sigma, boundary=boundary)
     return x, k
+
+
+def deconvolve_tiled(blurred, kernel, tile: int, **hqs_options) -> torch.Tensor:
+    """Hyper-Laplacian HQS of a whole photo, tile by tile when it is larger than ``tile`` (the overlap,
+    four kernel sizes, hides the tiles' borders); the noise level is estimated once on the whole photo."""
+    from ..inference.tiling import tiled_apply
+    from .wiener import noise_sigma
+
+    H, W = blurred.shape[-2:]
+    if max(H, W) <= tile:
+        return hqs(blurred, kernel, prior="hl", **hqs_options)
+    if hqs_options.get("sigma") is None:
+        hqs_options["sigma"] = noise_sigma(blurred, None).flatten()
+    overlap = min(4 * kernel.shape[-1], tile // 2)
+    outs = []
+    for i in range(blurred.shape[0]):
+        opts = dict(hqs_options, sigma=hqs_options["sigma"][i:i + 1] if torch.is_tensor(hqs_options["sigma"]) else hqs_options["sigma"])
+        outs.append(tiled_apply(lambda t: hqs(t, kernel[i:i + 1], prior="hl", **opts), blurred[i:i + 1], tile=tile, overlap=overlap))
+    return torch.cat(outs)
