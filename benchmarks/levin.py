@@ -14,6 +14,10 @@ our ``hqs-hl`` with the true kernel. "success" = ratio <= 2 (<= 3). Also Levin's
 was tuned on this data: ``blind-l0`` runs with its defaults and ``kernel_size=31``.
 
     python benchmarks/levin.py [--data ../shared/data/levin] [--limit N] [--threads 1]
+                               [--baseline-src OLD/src --baseline-label REV]
+
+``--baseline-src`` runs an older checkout's blind-l0 on the same captures first (same machine, same
+script) and adds its row: quality and time before and after a change.
 
 Prints a markdown table and writes it (machine, date) to ``--out`` (default benchmarks/levin.md).
 """
@@ -21,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,58 +80,97 @@ def evaluate(est: torch.Tensor, gt: torch.Tensor) -> tuple[float, float, float]:
     return psnr, float(ssim), sse
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "levin")
-    ap.add_argument("--limit", type=int, default=None, help="first N captures only (image-major order)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=HERE / "levin.md")
-    args = ap.parse_args(argv)
-    if not (args.data / "blurred").is_dir():
-        print(f"no Levin data in {args.data}", file=sys.stderr)
-        return 1
-    torch.set_num_threads(args.threads)
-    ssd_pub = np.loadtxt(args.data / "ssd_true_kernel.txt")
+def run_captures(data: Path, limit: int | None) -> tuple[list[dict], float]:
+    """Deblur the captures (image-major order, the first ``limit``); returns per-capture scores and the
+    mean blind-l0 time in seconds."""
+    ssd_pub = np.loadtxt(data / "ssd_true_kernel.txt")
     rows = []
     t_blind = 0.0
-    pairs = [(i, j) for i in range(1, 5) for j in range(1, 9)][: args.limit]
+    pairs = [(i, j) for i in range(1, 5) for j in range(1, 9)][:limit]
     for i, j in pairs:
-        gt = gray(args.data / "sharp" / f"im{i}.png")
-        y = gray(args.data / "blurred" / f"im{i}_ker{j}.png")
-        k = torch.from_numpy(np.load(args.data / "kernels" / f"k{j}.npy")).float().flip(-2, -1)  # correlation -> convolution
+        gt = gray(data / "sharp" / f"im{i}.png")
+        y = gray(data / "blurred" / f"im{i}_ker{j}.png")
+        k = torch.from_numpy(np.load(data / "kernels" / f"k{j}.npy")).float().flip(-2, -1)  # correlation -> convolution
         known = deblur(y, k, method="hqs-hl").image
         t = time.perf_counter()
         blind = deblur(y, method="blind-l0", kernel_size=31)
         t_blind += time.perf_counter() - t
         pk, sk, ek = evaluate(known, gt)
         pb, sb, eb = evaluate(blind.image, gt)
-        rows.append(dict(i=i, j=j, pk=pk, sk=sk, pb=pb, sb=sb, ratio=np.sqrt(eb / ek), levin=eb / ssd_pub[i - 1, j - 1],
-                         pblur=evaluate(y, gt)[0]))
+        rows.append(dict(i=i, j=j, pk=pk, sk=sk, pb=pb, sb=sb, ratio=float(np.sqrt(eb / ek)),
+                         levin=float(eb / ssd_pub[i - 1, j - 1]), pblur=evaluate(y, gt)[0]))
         r = rows[-1]
         print(f"im{i} ker{j}: blurred {r['pblur']:.2f}  known {pk:.2f}/{sk:.3f}  blind {pb:.2f}/{sb:.3f}  "
               f"ratio {r['ratio']:.2f}  levin-ratio {r['levin']:.2f}", file=sys.stderr, flush=True)
+    return rows, t_blind / max(len(rows), 1)
+
+
+def run_baseline(src: Path, args) -> tuple[list[dict], float]:
+    """The same captures with the ``unblur`` of another checkout (``src`` = its ``src/`` folder), in a
+    subprocess, so that before/after numbers come from one script on one machine."""
+    env = dict(os.environ, PYTHONPATH=str(src.resolve()))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--data", str(args.data), "--threads", str(args.threads),
+           "--json"] + (["--limit", str(args.limit)] if args.limit else [])
+    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    return res["rows"], res["seconds"]
+
+
+def summary_row(label: str, rows: list[dict], seconds: float) -> str:
+    ratio = np.array([r["ratio"] for r in rows])
+    return (f"| {label} | {np.mean([r['pb'] for r in rows]):.2f} | {np.mean([r['sb'] for r in rows]):.3f} | "
+            f"{ratio.mean():.3f} | {(ratio <= 2).mean() * 100:.0f}% / {(ratio <= 3).mean() * 100:.0f}% | {seconds:.2f} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "levin")
+    ap.add_argument("--limit", type=int, default=None, help="first N captures only (image-major order)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="src/ folder of an older checkout: its blind-l0 is run on the same captures for comparison")
+    ap.add_argument("--baseline-label", default="baseline", help="name of the baseline row (e.g. a commit)")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # used by --baseline-src
+    ap.add_argument("--out", type=Path, default=HERE / "levin.md")
+    args = ap.parse_args(argv)
+    if not (args.data / "blurred").is_dir():
+        print(f"no Levin data in {args.data}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    if args.json:
+        rows, seconds = run_captures(args.data, args.limit)
+        print(json.dumps({"rows": rows, "seconds": seconds}))
+        return 0
+    base = run_baseline(args.baseline_src, args) if args.baseline_src else None
+    rows, t_blind = run_captures(args.data, args.limit)
     n = len(rows)
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
-    ratio = np.array([r["ratio"] for r in rows])
     levin = np.array([r["levin"] for r in rows])
     ours = [
-        "| method | PSNR | SSIM | error ratio | success (<=2 / <=3) |",
-        "|---|---|---|---|---|",
-        f"| blurred input (ours, same protocol) | {mean('pblur'):.2f} | - | - | - |",
-        f"| unblur hqs-hl with the true kernel | {mean('pk'):.2f} | {mean('sk'):.3f} | 1.000 | - |",
-        f"| **unblur blind-l0** (kernel_size 31) | {mean('pb'):.2f} | {mean('sb'):.3f} | {ratio.mean():.3f} | "
-        f"{(ratio <= 2).mean() * 100:.0f}% / {(ratio <= 3).mean() * 100:.0f}% |",
-        f"| blind-l0, Levin's ratio (squared errors / published true-kernel SSD) | - | - | {levin.mean():.3f} | "
-        f"{(levin <= 2).mean() * 100:.0f}% / {(levin <= 3).mean() * 100:.0f}% |",
+        "| method | PSNR | SSIM | error ratio | success (<=2 / <=3) | s / capture |",
+        "|---|---|---|---|---|---|",
+        f"| blurred input (ours, same protocol) | {mean('pblur'):.2f} | - | - | - | - |",
+        f"| unblur hqs-hl with the true kernel | {mean('pk'):.2f} | {mean('sk'):.3f} | 1.000 | - | - |",
     ]
-    per_kernel = ["| kernel | size | blurred PSNR | known-kernel PSNR | blind PSNR | blind SSIM | error ratio |",
-                  "|---|---|---|---|---|---|---|"]
+    if base is not None:
+        ours.append(summary_row(f"blind-l0 at {args.baseline_label} (kernel_size 31)", *base))
+    ours += [
+        summary_row("**unblur blind-l0** (kernel_size 31)", rows, t_blind),
+        f"| blind-l0, Levin's ratio (squared errors / published true-kernel SSD) | - | - | {levin.mean():.3f} | "
+        f"{(levin <= 2).mean() * 100:.0f}% / {(levin <= 3).mean() * 100:.0f}% | - |",
+    ]
+    extra = f" {args.baseline_label} PSNR | {args.baseline_label} ratio |" if base else ""
+    per_kernel = ["| kernel | size | blurred PSNR | known-kernel PSNR | blind PSNR | blind SSIM | error ratio |" + extra,
+                  "|---|---|---|---|---|---|---|" + ("---|---|" if base else "")]
     for j in sorted({r["j"] for r in rows}):
         rj = [r for r in rows if r["j"] == j]
         size = np.load(args.data / "kernels" / f"k{j}.npy").shape
-        per_kernel.append(
-            f"| k{j} | {size[0]}x{size[1]} | {np.mean([r['pblur'] for r in rj]):.2f} | {np.mean([r['pk'] for r in rj]):.2f} | "
-            f"{np.mean([r['pb'] for r in rj]):.2f} | {np.mean([r['sb'] for r in rj]):.3f} | {np.mean([r['ratio'] for r in rj]):.2f} |")
+        line = (f"| k{j} | {size[0]}x{size[1]} | {np.mean([r['pblur'] for r in rj]):.2f} | {np.mean([r['pk'] for r in rj]):.2f} | "
+                f"{np.mean([r['pb'] for r in rj]):.2f} | {np.mean([r['sb'] for r in rj]):.3f} | {np.mean([r['ratio'] for r in rj]):.2f} |")
+        if base:
+            bj = [r for r in base[0] if r["j"] == j]
+            line += f" {np.mean([r['pb'] for r in bj]):.2f} | {np.mean([r['ratio'] for r in bj]):.2f} |"
+        per_kernel.append(line)
     pub = ["| published method | PSNR | SSIM | error ratio |", "|---|---|---|---|"]
     pub += [f"| {m} | {p:.2f} | {s:.3f} | {e:.3f} |" for m, p, s, e in PUBLISHED]
     md = ("\n".join(ours) + "\n\nPer kernel (mean over the images):\n\n" + "\n".join(per_kernel)
@@ -134,7 +180,9 @@ def main(argv=None) -> int:
         "# blind-l0 on the Levin et al. 2009 real captures\n\n"
         f"Generated by `benchmarks/levin.py` on {_dt.date.today().isoformat()}; machine: {cpu_model()}, "
         f"{args.threads} torch thread(s), torch {torch.__version__}; {n} of 32 captures; blind-l0 "
-        f"{t_blind / max(n, 1):.1f} s per 255x255 capture.\n\n"
+        f"{t_blind:.2f} s per 255x255 capture"
+        + (f" ({base[1] / t_blind:.1f}x faster than {args.baseline_label}, {base[1]:.2f} s, run just before it by "
+           f"the same script with `--baseline-src`)" if base else "") + ".\n\n"
         "Protocol: crop 15 px, best sub-pixel shift (0.25 px steps, up to 10 px), PSNR on [0, 1], SSIM "
         "(scikit-image, Gaussian sigma 1.5, no sample covariance), error ratio = ratio of error norms "
         "(blind / our hqs-hl with the true kernel, SelfDeblur variant); Levin's ratio = ratio of squared "

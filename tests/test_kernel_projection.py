@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from unblur.errors import InputError
-from unblur.physics import as_kernel, clean_kernel, delta_kernel, project_kernel
+from unblur.physics import as_kernel, clean_kernel, delta_kernel, pad_kernel, project_kernel, trim_kernel
+from unblur.physics.conv import conv2d
 
 
 def test_as_kernel_shapes_normalisation_and_placement():
@@ -109,3 +110,23 @@ def test_project_kernel_differentiable_variant():
         project_kernel(k, clean=True, differentiable=True)
     with pytest.raises(ValueError, match="differentiable"):
         project_kernel(k, center=True, differentiable=True)
+
+
+@pytest.mark.parametrize("shape, size", [((3, 5), 31), ((7, 7), 9), ((4, 6), 12), ((1, 1), 5)])
+def test_trim_kernel_undoes_padding_and_keeps_the_blur(shape, size):
+    g = torch.Generator().manual_seed(0)
+    k = torch.rand(2, 1, *shape, generator=g) + 0.01  # no zero tap on the border: the support is the shape
+    padded = pad_kernel(k, size)
+    torch.testing.assert_close(trim_kernel(padded), k, atol=0, rtol=0)
+    x = torch.rand(2, 1, 40, 40, generator=g)
+    torch.testing.assert_close(conv2d(x, trim_kernel(padded), "circular"), conv2d(x, padded, "circular"))
+
+
+def test_trim_kernel_keeps_the_union_of_a_batch_and_the_centre():
+    k = torch.zeros(2, 1, 9, 9)
+    k[0, 0, 4, 2] = 1.0  # 2 left of the centre
+    k[1, 0, 5, 4] = 1.0  # 1 below
+    t = trim_kernel(k)
+    assert t.shape == (2, 1, 3, 5)
+    assert t[0, 0, 1, 0] == 1 and t[1, 0, 2, 2] == 1
+    assert trim_kernel(torch.zeros(1, 1, 7, 7)).shape == (1, 1, 1, 1)

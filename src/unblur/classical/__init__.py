@@ -114,9 +114,9 @@ def deblur(blurred: torch.Tensor, kernel: torch.Tensor | None = None, method: st
         if kernel is not None:
             raise InputError(f"method {method!r} is blind: it estimates the kernel, do not pass one")
         ks = options.get("kernel_size", info.options.get("kernel_size"))
-        if not isinstance(ks, int) or isinstance(ks, bool) or ks < 3 or ks % 2 == 0:
+        if ks is not None and (not isinstance(ks, int) or isinstance(ks, bool) or ks < 3 or ks % 2 == 0):
             raise InputError(f"kernel_size must be an odd integer >= 3, got {ks!r}")
-        if ks > min(y.shape[-2:]):
+        if ks is not None and ks > min(y.shape[-2:]):
             raise InputError(f"kernel_size {ks} is larger than the image {y.shape[-2]}x{y.shape[-1]}")
         try:
             image, k = info.function(y, **options)

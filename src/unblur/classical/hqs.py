@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..physics.boundary import Domain, gradient_otfs, gradients
-from ..physics.solvers import fourier_data_step
+from ..physics.solvers import FourierDataStep
 from .wiener import noise_sigma
 
 
@@ -90,6 +90,7 @@ def hqs(
     else:
         lam_t = torch.as_tensor(float(lam), dtype=blurred.dtype, device=blurred.device).view(1, 1, 1, 1)
     x = dom.extend(blurred)
+    step = FourierDataStep(blurred, otf, d_otfs, dom)
     beta = beta_init
     while beta <= beta_max * (1 + 1e-9):
         gh, gv = gradients(x)
@@ -98,8 +99,7 @@ def hqs(
         else:
             wh, wv = shrink_hyper_laplacian(gh, beta, alpha), shrink_hyper_laplacian(gv, beta, alpha)
         ratio = beta / lam_t
-        x = fourier_data_step(blurred, otf, filter_otfs=d_otfs, weights=(ratio, ratio), targets=(wh, wv),
-                              domain=dom, x0=x, cg_iters=cg_iters)
+        x = step(weights=(ratio, ratio), targets=(wh, wv), x0=x, cg_iters=cg_iters)
         beta *= beta_rate
     return dom.crop(x)
 

@@ -19,6 +19,7 @@ from .kernels import (
     motion_kernel,
     normalize_kernel,
     pad_kernel,
+    trim_kernel,
     project_kernel,
 )
 from .noise import GaussianNoise, PoissonGaussianNoise
@@ -27,4 +28,4 @@ from .degradations import clip, jpeg, saturate
 from .operators import Blur
 from .pipeline import DegradationPipeline, crop_valid
 from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients
-from .solvers import conjugate_gradient, fourier_data_step, kernel_step
+from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, kernel_step

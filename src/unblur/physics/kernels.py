@@ -367,6 +367,33 @@ def pad_kernel(k: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return out
 
 
+def trim_kernel(k: torch.Tensor) -> torch.Tensor:
+    """Crop kernels (..., kh, kw) to the smallest support, centred like ``k`` (the centre pixel stays
+    the centre), that holds every non-zero tap of every kernel of the batch; it undoes
+    :func:`pad_kernel` when the two sizes have the same parity. A deconvolution with the trimmed kernel is the same model on a smaller domain.
+
+    >>> k = pad_kernel(torch.ones(3, 5) / 15, 31)
+    >>> trim_kernel(k).shape
+    torch.Size([3, 5])
+    """
+    kh, kw = k.shape[-2:]
+    nz = (k != 0).reshape(-1, kh, kw).any(0).nonzero()
+    if nz.numel() == 0:
+        return k[..., kh // 2:kh // 2 + 1, kw // 2:kw // 2 + 1]
+    return k[..., _support(nz[:, 0], kh), _support(nz[:, 1], kw)]
+
+
+def _support(idx: torch.Tensor, n: int) -> slice:
+    """Smallest window of the parity of ``n`` around its centre ``n // 2`` that holds ``idx``: an odd
+    one has ``r`` taps on each side, an even one ``h`` before the centre and ``h - 1`` after."""
+    before, after = int(n // 2 - idx.min()), int(idx.max() - n // 2)
+    if n % 2:
+        r = max(before, after)
+        return slice(n // 2 - r, n // 2 + r + 1)
+    h = max(before, after + 1)
+    return slice(n // 2 - h, n // 2 + h)
+
+
 # ----------------------------------------------------------------------------------------------
 # camera-shake motion
 
