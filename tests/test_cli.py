@@ -275,3 +275,73 @@ def test_models_lists_names(capsys):
     out = capsys.readouterr().out
     for name in list(METHODS) + list_models():
         assert name in out
+
+
+# ---------------------------------------------------------------------------------------------
+# two inputs never share an output; eval never writes over an image; seeds in range (issue 14)
+
+
+def test_restore_refuses_inputs_that_share_an_output(tmp_path, capsys):
+    cam1, cam2, out = tmp_path / "cam1", tmp_path / "cam2", tmp_path / "out"
+    cam1.mkdir()
+    cam2.mkdir()
+    _save_rgb(cam1 / "IMG_0001.png", _scene(40, 40, seed=1))
+    _save_rgb(cam2 / "IMG_0001.png", _scene(40, 40, seed=2))
+    k = tmp_path / "k.npy"
+    np.save(k, _kernel())
+    code = main(["restore", str(cam1 / "IMG_0001.png"), str(cam2 / "IMG_0001.png"), "-o", str(out),
+                 "--kernel", str(k), "--method", "wiener", "--overwrite", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(_lines(err)) == 1 and "cam2" in err and "also the output of" in err
+    first = np.asarray(Image.open(out / "IMG_0001.png"))
+    # the first input's result is kept: a re-run restoring only cam1 writes the same picture
+    main(["restore", str(cam1 / "IMG_0001.png"), "-o", str(tmp_path / "again"), "--kernel", str(k),
+          "--method", "wiener", "--quiet"])
+    np.testing.assert_array_equal(first, np.asarray(Image.open(tmp_path / "again" / "IMG_0001.png")))
+
+
+def test_restore_refuses_shared_kernel_file_and_outputs_named_like_inputs(tmp_path, capsys):
+    d, out = tmp_path / "in", tmp_path / "out"
+    d.mkdir()
+    _save_rgb(d / "p.png", _scene(40, 40, seed=1))
+    _save_rgb(d / "p.jpg", _scene(40, 40, seed=2))
+    code = main(["restore", str(d / "p.png"), str(d / "p.jpg"), "-o", str(out), "--method", "blind-l0",
+                 "--kernel-size", "5", "--quiet"])
+    assert code == 1 and "p_kernel.png" in capsys.readouterr().err
+    assert sorted(f.name for f in out.iterdir()) == ["p.png", "p_kernel.png"]
+    # an input named like another input's side-by-side picture, restored into its own folder
+    _save_rgb(d / "p_before_after.png", _scene(40, 40, seed=3))
+    code = main(["restore", str(d / "p.png"), str(d / "p_before_after.png"), "-o", str(tmp_path / "o2"),
+                 "--method", "blind-l0", "--kernel-size", "5", "--side-by-side", "--quiet"])
+    assert code == 1 and "p_before_after.png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["18446744073709551616", "-1", "abc"])
+def test_out_of_range_seed_is_a_usage_error(tmp_path, photos, capsys, seed):
+    for cmd in (["restore", str(photos), "-o", str(tmp_path / "o")], ["blur", str(photos), "-o", str(tmp_path / "b")]):
+        assert main(cmd + ["--seed", seed]) == 2
+        err = capsys.readouterr().err
+        assert "seed" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
+
+
+def test_eval_csv_never_replaces_an_image_and_mean_psnr_stays_finite(tmp_path, capsys):
+    res, ref = tmp_path / "res", tmp_path / "ref"
+    res.mkdir()
+    ref.mkdir()
+    _save_rgb(res / "a.png", _scene(32, 32, seed=1))
+    _save_rgb(ref / "a.png", _scene(32, 32, seed=1))  # identical pair: PSNR inf
+    _save_rgb(res / "b.png", _scene(32, 32, seed=2))
+    _save_rgb(ref / "b.png", _scene(32, 32, seed=3))
+    before = (res / "a.png").read_bytes()
+    for target in (res / "a.png", tmp_path / "table.png"):
+        assert main(["eval", str(res), str(ref), "--csv", str(target), "--overwrite"]) == 2
+        assert "--csv" in capsys.readouterr().err
+    assert (res / "a.png").read_bytes() == before and not (tmp_path / "table.png").exists()
+    assert main(["eval", str(res), str(ref), "--csv", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
+    mean = [line for line in out.splitlines() if line.startswith("mean")][0]
+    assert "inf" not in mean and "left out of the mean PSNR" in out
+    rows = list(csv.reader(open(tmp_path / "t.csv")))
+    assert rows[-1][0] == "mean" and np.isfinite(float(rows[-1][1]))

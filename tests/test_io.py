@@ -461,3 +461,35 @@ def test_atomic_write_gives_default_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_float_tiff_with_0_255_values_is_refused_not_whitened(tmp_path):
+    from PIL import Image
+
+    from unblur.errors import InputError
+    from unblur.io import read_image
+
+    arr = (np.linspace(0, 255, 32 * 24, dtype=np.float32)).reshape(24, 32)
+    Image.fromarray(arr, mode="F").save(tmp_path / "f255.tif")
+    with pytest.raises(InputError, match="0 to 255"):
+        read_image(tmp_path / "f255.tif")
+    ok = arr / 255 * 1.02 - 0.01  # a [0, 1] image with small overshoots: clipped
+    Image.fromarray(ok.astype(np.float32), mode="F").save(tmp_path / "f1.tif")
+    data = read_image(tmp_path / "f1.tif").data
+    assert float(data.min()) == 0.0 and float(data.max()) == 1.0
+
+
+def test_restore_api_refuses_0_255_and_non_finite_images():
+    import torch
+
+    from unblur.errors import InputError
+    from unblur import restore
+
+    x = torch.rand(3, 32, 32)
+    with pytest.raises(InputError, match="expects \\[0, 1\\]"):
+        restore(x * 255, method="wiener", kernel=torch.ones(3, 3))
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[0, 3, 3] = bad
+        with pytest.raises(InputError, match="NaN or infinite"):
+            restore(y, model="nafnet-tiny")

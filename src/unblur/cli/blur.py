@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .arguments import seed_value
+
 KINDS = ("motion", "defocus", "gaussian", "mixed")
 
 
@@ -23,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=KINDS, default="motion", help="kernel family (default motion)")
     p.add_argument("--kernel-size", type=int, default=31, metavar="K", help="kernel size in pixels (default 31)")
     p.add_argument("--noise", type=float, default=0.01, metavar="SIGMA", help="Gaussian noise std (default 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 to 2**64-1 (default 0)")
     p.add_argument("--count", type=int, default=None, metavar="N",
                    help="number of triplets (default: one per image; more cycle over the images)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -80,7 +82,7 @@ def run(args) -> int:
             sharp = image.data[None].float()
             if min(sharp.shape[-2:]) < args.kernel_size:
                 raise InputError(f"{src}: image {sharp.shape[-2]}x{sharp.shape[-1]} is smaller than the kernel")
-            g = torch.Generator().manual_seed(args.seed * 1_000_003 + i)
+            g = torch.Generator().manual_seed((args.seed * 1_000_003 + i) % 2 ** 64)
             res = pipe(sharp, generator=g)
             blurred, kernel = res["blurred"], res["kernel"]
             sharp_c = res["sharp"]  # the crop aligned pixel for pixel with the valid blurred image

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io as _stdio
+import math
 from pathlib import Path
 
 
@@ -70,10 +71,35 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
     for name, m in rows:
         lines.append(f"{name:<{width}}  {m['psnr']:>8.2f}  {m['ssim']:>7.4f}  {m['mae']:>7.4f}")
     if rows:
-        mean = {k: sum(m[k] for _, m in rows) / len(rows) for k in ("psnr", "ssim", "mae")}
+        mean = _mean(rows)
         lines.append("-" * len(lines[0]))
         lines.append(f"{'mean':<{width}}  {mean['psnr']:>8.2f}  {mean['ssim']:>7.4f}  {mean['mae']:>7.4f}")
+    identical = sum(1 for _, m in rows if not math.isfinite(m["psnr"]))
+    if identical and identical < len(rows):
+        lines.append(f"({identical} identical pair(s), PSNR inf, left out of the mean PSNR)")
     return "\n".join(lines)
+
+
+def _check_csv_target(csv_path: Path, scored: list[Path]) -> None:
+    """The CSV must not replace an image, least of all one this run scores."""
+    from ..errors import InputError
+    from ..io.paths import IMAGE_EXTENSIONS
+
+    target = csv_path.resolve()
+    for p in scored:
+        if p.resolve() == target:
+            raise InputError(f"--csv {csv_path} is one of the images being scored; choose another file name")
+    if csv_path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise InputError(f"--csv {csv_path} has an image file extension; give the CSV file a .csv name")
+
+
+def _mean(rows: list[tuple[str, dict]]) -> dict:
+    """Mean of each metric; PSNR over the pairs where it is finite (an identical pair has PSNR inf,
+    which would make the mean inf and hide every other pair)."""
+    mean = {k: sum(m[k] for _, m in rows) / len(rows) for k in ("ssim", "mae")}
+    finite = [m["psnr"] for _, m in rows if math.isfinite(m["psnr"])]
+    mean["psnr"] = sum(finite) / len(finite) if finite else float("inf")
+    return mean
 
 
 def run(args) -> int:
@@ -91,6 +117,8 @@ def run(args) -> int:
         raise InputError(f"{args.csv} already exists (use --overwrite to replace it)")
     results, bad_r = _by_stem(args.results, expand_inputs, error)
     references, bad_ref = _by_stem(args.reference, expand_inputs, error)
+    if args.csv:
+        _check_csv_target(Path(args.csv), list(results.values()) + list(references.values()))
     failed = bad_r + bad_ref
     rows = []
     for stem in sorted(results.keys() & references.keys()):
@@ -113,7 +141,8 @@ def run(args) -> int:
         for name, m in rows:
             w.writerow([name, repr(m["psnr"]), repr(m["ssim"]), repr(m["mae"])])
         if rows:
-            w.writerow(["mean"] + [repr(sum(m[k] for _, m in rows) / len(rows)) for k in ("psnr", "ssim", "mae")])
+            mean = _mean(rows)
+            w.writerow(["mean"] + [repr(mean[k]) for k in ("psnr", "ssim", "mae")])
         with atomic_open(args.csv, "w", overwrite=args.overwrite, newline="") as f:
             f.write(buf.getvalue())
     if not rows:

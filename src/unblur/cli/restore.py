@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import seed_value
+
 
 def _tile(value: str):
     if value in ("auto", "none"):
@@ -56,7 +58,7 @@ def register(subparsers) -> None:
                    help="networks: tile size for large images (default auto: by free memory)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                    help="networks on CUDA: autocast precision (default fp32)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 to 2**64-1 (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -120,10 +122,16 @@ def run(args) -> int:
                   f"{' (its feature filters: --save-filters)' if _has_filters(model) else ''}", file=sys.stderr)
         save_kernel = False
 
+    conflicts = output_conflicts(paths, out_dir, save_kernel, args.side_by_side, args.save_filters)
+
     # Progress bar on terminals only, for batches.
     bar = tqdm(paths, desc="restore", unit="image", disable=True if args.quiet or len(paths) < 2 else None, leave=False)
     written = 0
     for path in bar:
+        if path in conflicts:  # two inputs must never write one file: the later one is refused
+            failed += 1
+            error(conflicts[path])
+            continue
         torch.manual_seed(args.seed)
         try:
             kernel = kernels.get(path)
@@ -160,3 +168,27 @@ def _file_message(path: Path, err: Exception) -> str:
     if not isinstance(err, (UnblurError, OSError)):
         text = f"{type(err).__name__}: {text}"
     return text if str(path) in text else f"{path}: {text}"
+
+
+def output_conflicts(paths, out_dir, save_kernel: bool, side_by_side: bool, save_filters: bool) -> dict:
+    """Inputs whose outputs another input of the batch already claims, or that would land on another
+    input, with the one-line error for each (the first input to claim a file keeps it)."""
+    from ..inference.restore import output_paths
+
+    inputs = {Path(p).resolve(): Path(p) for p in paths}
+    claimed: dict[Path, Path] = {}
+    conflicts: dict[Path, str] = {}
+    for p in paths:
+        outs = {Path(o).resolve(): o for o in output_paths(p, out_dir, save_kernel, side_by_side, save_filters).values()}
+        for key, out in outs.items():
+            if key in claimed:
+                conflicts[p] = (f"{p}: its output {out} is also the output of {claimed[key]}; restore them into "
+                                "different folders (nothing written for this file)")
+                break
+            if key in inputs and inputs[key] != Path(p):
+                conflicts[p] = f"{p}: its output {out} is another input of this run; choose another output folder"
+                break
+        else:
+            claimed.update(dict.fromkeys(outs, Path(p)))
+    return conflicts
+

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError
+from ..io.images import FLOAT_RANGE
 from ..physics.kernels import as_kernel
 from .tiling import choose_tile_size, tiled_apply
 
@@ -91,6 +92,11 @@ def _as_batch(image) -> torch.Tensor:
         raise InputError(f"image must be floating point with values in [0, 1], got dtype {image.dtype}")
     if image.shape[-1] < 2 or image.shape[-2] < 2:
         raise InputError(f"image is too small: {image.shape[-2]}x{image.shape[-1]} pixels")
+    if not bool(torch.isfinite(image).all()):
+        raise InputError("image has NaN or infinite values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < FLOAT_RANGE[0] or hi > FLOAT_RANGE[1]:  # e.g. 0..255 data: every method would return white
+        raise InputError(f"image values run from {lo:g} to {hi:g}; unblur expects [0, 1] (divide 8-bit data by 255)")
     return image
 
 

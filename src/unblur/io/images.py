@@ -9,7 +9,7 @@ Choices (where formats leave room):
 - Palette images become RGB (RGBA when the palette has transparency); ``1``-bit becomes gray;
   CMYK, YCbCr, HSV become RGB with Pillow's conversion (no colour management).
 - 32-bit integer gray images are accepted when their values fit in 16 bits; float TIFFs (mode ``F``)
-  are clipped to ``[0, 1]``. Both report ``bit_depth=16``.
+  are read as ``[0, 1]`` (overshoots up to 0.5 clipped; values further out, e.g. 0..255 floats, refused). Both report ``bit_depth=16``.
 - Pillow decodes 16-bit RGB(A) PNG and TIFF only to 8 bits. The full 16 bits are recovered by
   decoding the file twice with Pillow's own decoder (which undoes PNG filtering, interlacing and
   TIFF compression on the raw bytes), once keeping the high and once the low byte of every sample.
@@ -213,10 +213,7 @@ def _pil_to_array(im: Image.Image) -> tuple[np.ndarray, int]:
             raise _Unreadable("32-bit integer image with values outside the 16-bit range")
         return arr.astype(np.uint16), 16
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            raise _Unreadable("floating-point image with NaN or infinite values")
-        return np.clip(arr, 0.0, 1.0), 16
+        return _float_samples(np.asarray(im, dtype=np.float32)), 16
     if mode in ("L", "LA", "RGB", "RGBA"):
         return np.asarray(im), 8
     raise _Unreadable(f"unsupported image mode {mode}")
@@ -268,6 +265,21 @@ def _load_pixels(path: Path) -> tuple[np.ndarray, int, str]:
     return _as_hwc(arr, bits), bits, fmt
 
 
+FLOAT_RANGE = (-0.5, 1.5)  # floats beyond this are not a [0, 1] image with overshoots (e.g. 0..255 data)
+
+
+def _float_samples(arr: np.ndarray) -> np.ndarray:
+    """Floating-point samples as float32 in [0, 1]: small overshoots are clipped; NaN/inf, or values
+    far outside [0, 1] (a 0..255 float TIFF would otherwise become all white), are refused."""
+    if not np.isfinite(arr).all():
+        raise _Unreadable("floating-point image with NaN or infinite values")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < FLOAT_RANGE[0] or hi > FLOAT_RANGE[1]:
+        raise _Unreadable(f"floating-point image with values from {lo:g} to {hi:g}; unblur reads float images "
+                          "as [0, 1] (save it scaled to [0, 1], or as 8/16-bit integers)")
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+
 def _as_hwc(arr: np.ndarray, bits: int) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -276,9 +288,7 @@ def _as_hwc(arr: np.ndarray, bits: int) -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise _Unreadable("zero-size image")
     if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise _Unreadable("floating-point image with NaN or infinite values")
-        return np.clip(arr, 0.0, 1.0).astype(np.float32)
+        return _float_samples(arr)
     if arr.dtype.kind == "b":
         return arr.astype(np.uint8) * 255
     if arr.dtype.kind not in "ui":
