@@ -345,3 +345,30 @@ def test_eval_csv_never_replaces_an_image_and_mean_psnr_stays_finite(tmp_path, c
     assert "inf" not in mean and "left out of the mean PSNR" in out
     rows = list(csv.reader(open(tmp_path / "t.csv")))
     assert rows[-1][0] == "mean" and np.isfinite(float(rows[-1][1]))
+
+
+def test_empty_output_folder_and_unsupported_device_are_refused_up_front(tmp_path, photos, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for cmd in (["restore", str(photos), "-o", ""], ["blur", str(photos), "-o", " "]):
+        assert main(cmd) == 2
+        assert "empty output folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "k.npy"]  # nothing written here
+    assert main(["restore", str(photos), "-o", str(tmp_path / "o"), "--device", "meta"]) == 2
+    assert "not supported" in capsys.readouterr().err
+
+
+def test_a_photo_given_as_kernel_is_refused(tmp_path, photos, capsys):
+    # a colour photo, and a grey one (its border is bright): neither is a blur kernel
+    _save_rgb(tmp_path / "photo.png", _scene(96, 128))
+    _save_rgb(tmp_path / "grey.png", _scene(96, 128, c=1))
+    for bad in ("photo.png", "grey.png"):
+        code = main(["restore", str(photos / "a.png"), "-o", str(tmp_path / "o"), "--method", "wiener",
+                     "--kernel", str(tmp_path / bad)])
+        assert code != 0
+        err = capsys.readouterr().err
+        assert bad in err and ("colour picture" in err or "looks like a photo" in err)
+    # a real kernel PNG still works, a small box that fills its support included
+    box = np.full((5, 5), 255, np.uint8)
+    Image.fromarray(box).save(tmp_path / "box.png")
+    assert main(["restore", str(photos / "a.png"), "-o", str(tmp_path / "o2"), "--method", "wiener",
+                 "--kernel", str(tmp_path / "box.png"), "--quiet"]) == 0

@@ -13,3 +13,10 @@ def seed_value(text: str) -> int:
     if not 0 <= value < 2 ** 64:
         raise argparse.ArgumentTypeError(f"seed {value} is out of range 0..2**64-1")
     return value
+
+
+def output_folder(text: str) -> str:
+    """``-o``: a non-empty folder name (an empty one would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty output folder: give a folder name (e.g. -o out)")
+    return text

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import seed_value
+from .arguments import output_folder, seed_value
 
 KINDS = ("motion", "defocus", "gaussian", "mixed")
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "blurred/, sharp/ (aligned crop) and kernels/ (.png and .npy) with the same file stems.",
     )
     p.add_argument("sharp_dir", metavar="SHARP_DIR", help="folder (or file or glob) of sharp images")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("-o", "--output", required=True, type=output_folder, metavar="OUTDIR", help="output folder")
     p.add_argument("--kind", choices=KINDS, default="motion", help="kernel family (default motion)")
     p.add_argument("--kernel-size", type=int, default=31, metavar="K", help="kernel size in pixels (default 31)")
     p.add_argument("--noise", type=float, default=0.01, metavar="SIGMA", help="Gaussian noise std (default 0.01)")

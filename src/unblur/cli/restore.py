@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import seed_value
+from .arguments import output_folder, seed_value
 
 
 def _tile(value: str):
@@ -33,7 +33,8 @@ def register(subparsers) -> None:
         "Without --method or --model: blind-l0 (blind classical method), or hqs-hl when --kernel is given.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    p.add_argument("-o", "--output", required=True, type=output_folder, metavar="OUTDIR",
+                   help="output folder (created if missing)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--method", metavar="NAME",
                        help="classical method: wiener, hqs-tv, hqs-hl, richardson-lucy, blind-l0 (see `unblur models`)")

@@ -60,6 +60,8 @@ def resolve_device(device=None, like: torch.Tensor | None = None) -> torch.devic
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise InputError(f"invalid device {device!r}: {err}") from None
+    if device.type not in ("cpu", "cuda"):  # meta, mps, xpu...: tensors there hold no data or are untested
+        raise InputError(f"device {str(device)!r} is not supported: use cpu, cuda, cuda:N or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {str(device)!r} requested but CUDA is not available (use --device cpu)")
     return device

@@ -63,8 +63,24 @@ def _kernel_array(path: Path) -> np.ndarray:
         samples = samples.astype(np.float64)
         c = samples.shape[-1]
         colour = samples[..., :3] if c >= 3 else samples[..., :1]
-        return colour.mean(axis=-1)
+        grey = colour.mean(axis=-1)
+        _refuse_photo(colour, grey)
+        return grey
     raise _Unreadable(f"unsupported kernel format {path.suffix!r} (use .npy or .png)")
+
+
+def _refuse_photo(colour: np.ndarray, grey: np.ndarray) -> None:
+    """A kernel picture is grey and dark at its border; a photo given as ``--kernel`` by mistake is not."""
+    top = float(grey.max()) if grey.size else 0.0
+    if top <= 0:
+        return  # the all-zero case has its own message
+    if colour.shape[-1] == 3 and float(np.abs(colour - grey[..., None]).max()) > 0.02 * top:
+        raise _Unreadable("it is a colour picture, not a blur kernel (a kernel PNG is grey: white = most weight)")
+    h, w = grey.shape
+    if max(h, w) > 31:  # small kernels (a box) may fill their support
+        ring = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+        if float(ring.mean()) > 0.25 * top:
+            raise _Unreadable(f"a {w}x{h} picture with a bright border looks like a photo, not a blur kernel")
 
 
 def _validated(arr: np.ndarray) -> np.ndarray:
