@@ -337,6 +337,32 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
 
 
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
+    import os
+    import signal
+
+    from unblur.training.checkpoint import load_checkpoint
+    from unblur.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    tr = Trainer(_tiny_cfg(tmp_path, "int"), model=TinyNet)
+    step = tr.train_step
+    before = signal.getsignal(signal.SIGINT)
+
+    def step_then_interrupt(batch):  # Ctrl-C arrives during step 2
+        out = step(batch)
+        if tr.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    tr.train_step = step_then_interrupt
+    with pytest.raises(SystemExit) as exc:
+        tr.fit()
+    assert exc.value.code == 130
+    assert load_checkpoint(Path(tr.cfg.run.dir) / "last.pt")["step"] == 2  # nothing since the last step lost
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_sigterm_to_loader_workers_too_still_saves(tmp_path):
     """`pkill -f` signals the DataLoader workers as well as the main process: the workers must leave the stop to
     the main process, which then saves and exits 143 (instead of crashing on a dead worker)."""

@@ -417,32 +417,38 @@ class Trainer:
         """Train to ``train.steps`` (or stop early after step ``stop_at``, writing a checkpoint, as an
         interrupted job would); returns the latest validation metrics and the step."""
         self.setup()
-        previous = self._catch_sigterm()
+        previous = self._catch_stop_signals()
         try:
             return self._loop(stop_at)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             if self.writer is not None:
                 self.writer.close()
             D.cleanup(self.dist)
 
-    def _catch_sigterm(self):
-        """On SIGTERM (how schedulers and `kill` stop a job) finish the current step, write a checkpoint and
-        exit with status 143, instead of dying with the work since the last checkpoint lost."""
-        self._sigterm = False
+    def _catch_stop_signals(self) -> dict:
+        """On SIGTERM (how schedulers and `kill` stop a job) or Ctrl-C (SIGINT) finish the current step,
+        write a checkpoint and exit with status 143 / 130, instead of dying with the work since the last
+        checkpoint lost. A second Ctrl-C interrupts at once. Returns the previous handlers."""
+        self._stop_signal = None
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def request_stop(signum, frame):
-            self._sigterm = True
+            if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:
+                raise KeyboardInterrupt  # asked twice: stop now
+            self._stop_signal = signum
+            if signum == signal.SIGINT:
+                self._log("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
 
-        return signal.signal(signal.SIGTERM, request_stop)
+        return {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _stop_requested(self) -> bool:
-        """Whether any process received SIGTERM (agreed across processes, since saving is collective)."""
-        flag = torch.tensor([1.0 if self._sigterm else 0.0], device=self.device)
-        return bool(D.all_reduce_sum(flag, self.dist).item() > 0) if self.dist.enabled else self._sigterm
+        """Whether any process received SIGTERM or SIGINT (agreed across processes, since saving is collective)."""
+        asked = self._stop_signal is not None
+        flag = torch.tensor([1.0 if asked else 0.0], device=self.device)
+        return bool(D.all_reduce_sum(flag, self.dist).item() > 0) if self.dist.enabled else asked
 
     def _loop(self, stop_at: int | None = None) -> dict:
         from tqdm import tqdm
@@ -497,9 +503,10 @@ class Trainer:
                 self.save()
             if terminated:
                 bar.close()
-                self._log(f"stopped by SIGTERM at step {self.step}; checkpoint written to {self.run_dir}: "
-                          "continue with --resume auto")
-                raise SystemExit(143)
+                interrupted = self._stop_signal == signal.SIGINT
+                self._log(f"stopped by {'Ctrl-C' if interrupted else 'SIGTERM'} at step {self.step}; checkpoint "
+                          f"written to {self.run_dir}: continue with --resume auto")
+                raise SystemExit(130 if interrupted else 143)
             if self.step >= total or stop:
                 break
         bar.close()
