@@ -493,3 +493,24 @@ def test_restore_api_refuses_0_255_and_non_finite_images():
         y[0, 3, 3] = bad
         with pytest.raises(InputError, match="NaN or infinite"):
             restore(y, model="nafnet-tiny")
+
+
+def test_long_output_names_are_written_or_refused_before_the_work(tmp_path, monkeypatch):
+    import torch
+
+    from unblur.errors import InputError
+    from unblur.inference import restore as restore_mod
+    from unblur.io import atomic_write
+
+    # a 250-byte name: the temporary sibling used to add 21 bytes and could never be created
+    long = tmp_path / ("x" * 246 + ".png")
+    with atomic_write(long) as tmp:
+        assert len(tmp.name.encode()) <= 255
+        tmp.write_bytes(b"ok")
+    assert long.read_bytes() == b"ok"
+    # an input whose output (e.g. <stem>_before_after.png) cannot exist is refused before any computing
+    src = tmp_path / ("y" * 245 + ".png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(src)
+    monkeypatch.setattr(restore_mod, "restore", lambda *a, **k: pytest.fail("computed before the name check"))
+    with pytest.raises(InputError, match="longer than the 255"):
+        restore_mod.restore_file(src, tmp_path / "out", method="wiener", kernel=torch.ones(3, 3), side_by_side=True)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError
+from ..io.atomic import check_name_length
 from ..io.images import FLOAT_RANGE
 from ..physics.kernels import as_kernel
 from .tiling import choose_tile_size, tiled_apply
@@ -333,6 +334,7 @@ def restore_file(
     in_path, out_dir = Path(in_path), Path(out_dir)
     targets = output_paths(in_path, out_dir, save_kernel, side_by_side, save_filters)
     for path in targets.values():
+        check_name_length(path)  # found before the photo is computed, not after
         if _same_file(path, in_path):
             raise InputError(f"{in_path}: output {path} would overwrite the input; choose another output folder")
         if path.exists() and not overwrite:

@@ -22,7 +22,7 @@ from typing import IO, Iterator
 
 from ..errors import InputError
 
-__all__ = ["atomic_write", "atomic_open", "temporary_name"]
+__all__ = ["atomic_write", "atomic_open", "check_name_length", "temporary_name"]
 
 
 def temporary_name(path: Path) -> Path:
@@ -32,7 +32,20 @@ def temporary_name(path: Path) -> Path:
     the leading dot keeps it out of folder listings (``expand_inputs`` skips hidden files).
     """
     token = secrets.token_hex(4)
-    return path.with_name(f".{path.stem}.unblur-tmp-{token}{path.suffix}")
+    # the stem is shortened so that the temporary name fits wherever the final name fits (255 bytes)
+    room = NAME_MAX - len(f"..unblur-tmp-{token}{path.suffix}".encode())
+    stem = path.stem.encode()[:max(room, 0)].decode(errors="ignore")
+    return path.with_name(f".{stem}.unblur-tmp-{token}{path.suffix}")
+
+
+NAME_MAX = 255  # bytes in one file name on the common file systems (ext4, APFS, NTFS in UTF-16 units)
+
+
+def check_name_length(path: Path) -> None:
+    """Raise :class:`InputError` before any work when ``path``'s file name cannot exist on disk."""
+    n = len(path.name.encode())
+    if n > NAME_MAX:
+        raise InputError(f"{path}: file name of {n} bytes is longer than the {NAME_MAX} a file system allows")
 
 
 def _fsync(path: Path) -> None:
