@@ -182,6 +182,24 @@ def test_schedule_and_ema():
 
 
 # ---------------------------------------------------------------------------------------------- datasets
+def test_one_truncated_training_image_is_skipped_not_fatal(tmp_path):
+    from unblur.data import SyntheticBlurDataset
+    from unblur.errors import InputError
+
+    root = _write_images(tmp_path / "sharp", n=3)
+    files = sorted(p for p in root.iterdir() if p.is_file())
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[: len(data) // 3])  # truncated mid-file
+    ds = SyntheticBlurDataset(root, crop_size=16, kernel_size=9, seed=0, length=6)
+    with pytest.warns(UserWarning, match="unreadable"):
+        items = [ds[i] for i in range(6)]
+    assert all(it["blurred"].shape == (3, 16, 16) and torch.isfinite(it["blurred"]).all() for it in items)
+    for f in files:  # nothing readable at all: a clear error
+        f.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="none of the 3 images"):
+        SyntheticBlurDataset(root, crop_size=16, kernel_size=9)[0]
+
+
 def test_synthetic_dataset_determinism_and_splits(tmp_path):
     from unblur.data import SyntheticBlurDataset
 

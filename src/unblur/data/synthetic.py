@@ -25,6 +25,7 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -99,6 +100,7 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
         self._custom = pipeline
         self._pipe: Callable | None = None
         self._cache: dict[int, torch.Tensor] = {}
+        self._unreadable: set[int] = set()
         self._pipeline()  # fail early on a bad kind / kernel size
 
     # -- bookkeeping
@@ -114,11 +116,25 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
         return self.crop_size + self.kernel_size - 1
 
     def _image(self, i: int) -> torch.Tensor:
-        img = self._cache.get(i)
-        if img is None:
-            img = to_uint8(ensure_min_size(load_rgb(self.files[i]), self.patch_size))
-            self._cache[i] = img
-        return img
+        """Image ``i`` decoded (cached); an unreadable file (e.g. truncated) is reported once and the next
+        readable image stands in for it, so one bad file does not stop a training run."""
+        n = len(self.files)
+        for j in range(n):
+            k = (i + j) % n
+            if k in self._unreadable:
+                continue
+            img = self._cache.get(k)
+            if img is not None:
+                return img
+            try:
+                img = to_uint8(ensure_min_size(load_rgb(self.files[k]), self.patch_size))
+            except InputError as err:
+                self._unreadable.add(k)
+                warnings.warn(f"synthetic dataset: skipping an unreadable image: {err}", stacklevel=2)
+                continue
+            self._cache[k] = img
+            return img
+        raise InputError(f"synthetic dataset: none of the {n} images in {self.root} can be read")
 
     def _pipeline(self) -> Callable:
         if self._pipe is None:
