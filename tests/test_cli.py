@@ -372,3 +372,15 @@ def test_a_photo_given_as_kernel_is_refused(tmp_path, photos, capsys):
     Image.fromarray(box).save(tmp_path / "box.png")
     assert main(["restore", str(photos / "a.png"), "-o", str(tmp_path / "o2"), "--method", "wiener",
                  "--kernel", str(tmp_path / "box.png"), "--quiet"]) == 0
+
+
+def test_unwritable_output_folders_are_refused_before_the_work(tmp_path, photos, capsys):
+    link = tmp_path / "gone"
+    link.symlink_to(tmp_path / "missing-target")
+    assert main(["restore", str(photos), "-o", str(link), "--method", "blind-l0", "--kernel-size", "5"]) == 2
+    assert "broken symbolic link" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["restore", str(photos), "-o", str(blocker / "sub"), "--method", "blind-l0"]) == 2
+    assert "cannot be created" in capsys.readouterr().err
+    assert blocker.read_text() == "x"

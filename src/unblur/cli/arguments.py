@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 
 def seed_value(text: str) -> int:
@@ -20,3 +22,23 @@ def output_folder(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty output folder: give a folder name (e.g. -o out)")
     return text
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be written: a file, a dangling symbolic link,
+    or (for a folder still to be created) a parent that is not a writable folder."""
+    from ..errors import InputError
+
+    if folder.is_symlink() and not folder.exists():
+        raise InputError(f"output {folder} is a broken symbolic link (to {os.readlink(folder)})")
+    if folder.exists():
+        if not folder.is_dir():
+            raise InputError(f"output {folder} exists and is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"output folder {folder} is not writable")
+        return
+    parent = folder.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {folder} cannot be created: {parent} is not a writable folder")

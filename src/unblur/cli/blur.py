@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import output_folder, seed_value
+from .arguments import check_output_folder, output_folder, seed_value
 
 KINDS = ("motion", "defocus", "gaussian", "mixed")
 
@@ -59,6 +59,7 @@ def run(args) -> int:
     count = len(paths) if args.count is None else args.count
     repeat = count > len(paths)
     out = Path(args.output)
+    check_output_folder(out)
     dirs = {name: out / name for name in ("blurred", "sharp", "kernels")}
     pipe = DegradationPipeline.from_name(args.kind, kernel_size=args.kernel_size, noise_sigma=args.noise, mode="valid")
 

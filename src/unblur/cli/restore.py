@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import output_folder, seed_value
+from .arguments import check_output_folder, output_folder, seed_value
 
 
 def _tile(value: str):
@@ -74,8 +74,7 @@ def run(args) -> int:
     from .main import error
 
     out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output {out_dir} exists and is not a folder")
+    check_output_folder(out_dir)
     device = resolve_device(args.device)
     options, method = {}, None
     if args.model is None:
