@@ -384,3 +384,29 @@ def test_unwritable_output_folders_are_refused_before_the_work(tmp_path, photos,
     assert main(["restore", str(photos), "-o", str(blocker / "sub"), "--method", "blind-l0"]) == 2
     assert "cannot be created" in capsys.readouterr().err
     assert blocker.read_text() == "x"
+
+
+def test_interrupted_blur_leaves_no_incomplete_set_and_a_rerun_completes_it(sharp_dir, tmp_path, monkeypatch, capsys):
+    import unblur.io as uio
+
+    real = uio.write_kernel
+    calls = {"n": 0}
+
+    def write_then_interrupt(path, *a, **k):  # Ctrl-C while the second set's .npy kernel is written
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(uio, "write_kernel", write_then_interrupt)
+    assert main(_blur_args(sharp_dir, tmp_path / "o", seed=3)) == 130
+    left = sorted(str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*") if p.is_file())
+    assert left == ["blurred/img0.png", "kernels/img0.npy", "kernels/img0.png", "sharp/img0.png"]
+    monkeypatch.setattr(uio, "write_kernel", real)
+    capsys.readouterr()
+    # the re-run keeps the complete set and makes the missing one: same files as one uninterrupted run
+    assert main(_blur_args(sharp_dir, tmp_path / "o", seed=3)) == 0
+    assert main(_blur_args(sharp_dir, tmp_path / "ref", seed=3)) == 0
+    for f in (tmp_path / "ref").rglob("*"):
+        if f.is_file():
+            assert (tmp_path / "o" / f.relative_to(tmp_path / "ref")).read_bytes() == f.read_bytes()

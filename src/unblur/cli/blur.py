@@ -63,7 +63,7 @@ def run(args) -> int:
     dirs = {name: out / name for name in ("blurred", "sharp", "kernels")}
     pipe = DegradationPipeline.from_name(args.kind, kernel_size=args.kernel_size, noise_sigma=args.noise, mode="valid")
 
-    failed = written = 0
+    failed = written = skipped = 0
     bar = tqdm(range(count), desc="blur", unit="image", disable=True if args.quiet or count < 2 else None,
                leave=False)
     for i in bar:
@@ -75,6 +75,11 @@ def run(args) -> int:
             "kernel_png": dirs["kernels"] / f"{stem}.png",
             "kernel_npy": dirs["kernels"] / f"{stem}.npy",
         }
+        present = [t.exists() for t in targets.values()]
+        if all(present) and not args.overwrite:  # a complete set from an earlier (interrupted) run: keep it
+            skipped += 1
+            continue
+        made: list[Path] = []  # files of this set written by this run: removed if the set cannot be completed
         try:
             for t in targets.values():
                 if t.exists() and not args.overwrite:
@@ -91,19 +96,35 @@ def run(args) -> int:
             for d in dirs.values():
                 d.mkdir(parents=True, exist_ok=True)
             bits = image.bit_depth
-            write_image(targets["blurred"], blurred[0].clamp(0, 1).cpu(), bit_depth=bits, overwrite=args.overwrite)
-            write_image(targets["sharp"], sharp_c[0].clamp(0, 1).cpu(), bit_depth=bits, overwrite=args.overwrite)
-            write_kernel(targets["kernel_png"], k2, overwrite=args.overwrite)
-            write_kernel(targets["kernel_npy"], k2, overwrite=args.overwrite)
+            for key, write in (
+                ("blurred", lambda t: write_image(t, blurred[0].clamp(0, 1).cpu(), bit_depth=bits, overwrite=args.overwrite)),
+                ("sharp", lambda t: write_image(t, sharp_c[0].clamp(0, 1).cpu(), bit_depth=bits, overwrite=args.overwrite)),
+                ("kernel_png", lambda t: write_kernel(t, k2, overwrite=args.overwrite)),
+                ("kernel_npy", lambda t: write_kernel(t, k2, overwrite=args.overwrite)),
+            ):
+                write(targets[key])
+                made.append(targets[key])
             written += 1
         except KeyboardInterrupt:
+            _remove(made)  # no incomplete set is left behind
             raise
         except Exception as err:
+            _remove(made)
             failed += 1
             from .restore import _file_message
 
             error(_file_message(src, err))
     bar.close()
     if not args.quiet:
-        print(f"wrote {written} triplet(s) into {out}")
+        print(f"wrote {written} triplet(s) into {out}"
+              + (f"; kept {skipped} complete triplet(s) already there (--overwrite redoes them)" if skipped else ""))
     return 1 if failed or errors else 0
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
