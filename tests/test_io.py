@@ -514,3 +514,17 @@ def test_long_output_names_are_written_or_refused_before_the_work(tmp_path, monk
     monkeypatch.setattr(restore_mod, "restore", lambda *a, **k: pytest.fail("computed before the name check"))
     with pytest.raises(InputError, match="longer than the 255"):
         restore_mod.restore_file(src, tmp_path / "out", method="wiener", kernel=torch.ones(3, 3), side_by_side=True)
+
+
+def test_an_input_whose_format_cannot_be_written_is_refused_before_the_work(tmp_path, monkeypatch):
+    import torch
+
+    from unblur.errors import InputError
+    from unblur.inference import restore as restore_mod
+
+    src = tmp_path / "anim.gif"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
+    monkeypatch.setattr(restore_mod, "restore", lambda *a, **k: pytest.fail("computed before the format check"))
+    with pytest.raises(InputError, match="'.gif' files cannot be written"):
+        restore_mod.restore_file(src, tmp_path / "out", method="wiener", kernel=torch.ones(3, 3))
+    assert not (tmp_path / "out").exists()

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..errors import InputError
 from ..io.atomic import check_name_length
-from ..io.images import FLOAT_RANGE
+from ..io.images import FLOAT_RANGE, FORMATS
 from ..physics.kernels import as_kernel
 from .tiling import choose_tile_size, tiled_apply
 
@@ -333,6 +333,9 @@ def restore_file(
 
     in_path, out_dir = Path(in_path), Path(out_dir)
     targets = output_paths(in_path, out_dir, save_kernel, side_by_side, save_filters)
+    if targets["image"].suffix.lower() not in FORMATS:  # e.g. a .gif input: refused before the work
+        raise InputError(f"{in_path}: results keep the input's name, and {in_path.suffix!r} files cannot be written "
+                         f"(writable: {', '.join(sorted(FORMATS))}); convert the input to PNG first")
     for path in targets.values():
         check_name_length(path)  # found before the photo is computed, not after
         if _same_file(path, in_path):
