@@ -528,3 +528,15 @@ def test_an_input_whose_format_cannot_be_written_is_refused_before_the_work(tmp_
     with pytest.raises(InputError, match="'.gif' files cannot be written"):
         restore_mod.restore_file(src, tmp_path / "out", method="wiener", kernel=torch.ones(3, 3))
     assert not (tmp_path / "out").exists()
+
+
+def test_multipage_tiff_is_refused_not_cut_to_its_first_page(tmp_path):
+    from unblur.errors import InputError
+    from unblur.io import read_image
+
+    pages = [Image.fromarray(np.full((16, 16), v, np.uint8)) for v in (10, 200)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(InputError, match="2 pages"):
+        read_image(tmp_path / "stack.tif")
+    pages[0].save(tmp_path / "one.tif")
+    assert read_image(tmp_path / "one.tif").data.shape == (1, 16, 16)

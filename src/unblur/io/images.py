@@ -243,6 +243,10 @@ def _load_pixels(path: Path) -> tuple[np.ndarray, int, str]:
                 fmt = im.format or "unknown"
                 if im.width == 0 or im.height == 0:
                     raise _Unreadable("zero-size image")
+                pages = getattr(im, "n_frames", 1)
+                if pages > 1:  # reading page 1 only would silently drop the rest under the same name
+                    raise _Unreadable(f"multi-page image ({pages} pages); unblur reads single images: split the "
+                                      "pages into separate files first")
                 arr = _wide_samples(data, im)
                 if arr is not None:
                     bits = 16
