@@ -330,7 +330,10 @@ def test_tiny_training_run_loss_decreases(tmp_path):
     assert math.isfinite(out["psnr"]) and 0 < out["ssim"] <= 1
 
 
-def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_stop_signal_writes_a_checkpoint_and_exits(tmp_path, signame, code):
+    """A scheduler's SIGTERM or a Ctrl-C (SIGINT) during step 2: the step finishes, last.pt is written,
+    the exit status says which, and the previous handler is back."""
     import os
     import signal
 
@@ -338,47 +341,23 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(tmp_path):
     from unblur.training.trainer import Trainer
 
     torch.set_num_threads(1)
-    tr = Trainer(_tiny_cfg(tmp_path, "term"), model=TinyNet)
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signum)
+    tr = Trainer(_tiny_cfg(tmp_path, signame.lower()), model=TinyNet)
     step = tr.train_step
 
-    def step_then_terminate(batch):  # the scheduler's SIGTERM arrives during step 2
+    def step_then_signal(batch):
         out = step(batch)
         if tr.step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return out
 
-    tr.train_step = step_then_terminate
+    tr.train_step = step_then_signal
     with pytest.raises(SystemExit) as exc:
         tr.fit()
-    assert exc.value.code == 143
-    assert load_checkpoint(Path(tr.cfg.run.dir) / "last.pt")["step"] == 2
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
-
-
-def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
-    import os
-    import signal
-
-    from unblur.training.checkpoint import load_checkpoint
-    from unblur.training.trainer import Trainer
-
-    torch.set_num_threads(1)
-    tr = Trainer(_tiny_cfg(tmp_path, "int"), model=TinyNet)
-    step = tr.train_step
-    before = signal.getsignal(signal.SIGINT)
-
-    def step_then_interrupt(batch):  # Ctrl-C arrives during step 2
-        out = step(batch)
-        if tr.step == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    tr.train_step = step_then_interrupt
-    with pytest.raises(SystemExit) as exc:
-        tr.fit()
-    assert exc.value.code == 130
+    assert exc.value.code == code
     assert load_checkpoint(Path(tr.cfg.run.dir) / "last.pt")["step"] == 2  # nothing since the last step lost
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signum) is before
 
 
 def test_sigterm_to_loader_workers_too_still_saves(tmp_path):
