@@ -1,4 +1,5 @@
 """unblur.io: image and kernel files, atomic writes, input expansion."""
+import dataclasses
 import os
 import struct
 import zlib
@@ -540,3 +541,48 @@ def test_multipage_tiff_is_refused_not_cut_to_its_first_page(tmp_path):
         read_image(tmp_path / "stack.tif")
     pages[0].save(tmp_path / "one.tif")
     assert read_image(tmp_path / "one.tif").data.shape == (1, 16, 16)
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("suffix,bits", [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 8), (".tif", 16),
+                                         (".webp", 8)])
+def test_icc_profile_round_trips(tmp_path, suffix, bits):
+    icc = _srgb_profile()
+    img = torch.rand(3, 12, 10, generator=torch.Generator().manual_seed(0))
+    path = write_image(tmp_path / f"a{suffix}", img, bit_depth=bits, icc_profile=icc)
+    loaded = read_image(path)
+    assert loaded.icc_profile == icc
+    with Image.open(path) as im:  # readable by other software too
+        assert im.info.get("icc_profile") == icc
+    assert read_image(write_image(tmp_path / f"b{suffix}", img, bit_depth=bits)).icc_profile is None
+
+
+def test_restore_keeps_the_icc_profile_and_refuses_a_format_that_cannot_hold_it(tmp_path, monkeypatch):
+    """A colour profile was dropped silently: the result must carry the input's profile (and the before/after
+    picture too); a BMP cannot hold one, so such an input is refused before the work."""
+    import unblur.inference.restore as R
+
+    icc = _srgb_profile()
+    src = tmp_path / "p.png"
+    Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(src, icc_profile=icc)
+    k = torch.ones(3, 3) / 9
+    R.restore_file(src, tmp_path / "out", method="wiener", kernel=k, side_by_side=True)
+    assert read_image(tmp_path / "out" / "p.png").icc_profile == icc
+    assert read_image(tmp_path / "out" / "p_before_after.png").icc_profile == icc
+    with pytest.raises(InputError, match="ICC colour profile"):
+        write_image(tmp_path / "x.bmp", torch.rand(3, 4, 4), icc_profile=icc)
+    bmp = tmp_path / "q.bmp"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bmp)
+    import unblur.io
+
+    monkeypatch.setattr(unblur.io, "read_image", lambda p: dataclasses.replace(read_image(p), icc_profile=icc))
+    calls = []
+    monkeypatch.setattr(R, "restore", lambda *a, **kw: calls.append(1))
+    with pytest.raises(InputError, match="cannot hold one"):
+        R.restore_file(bmp, tmp_path / "out2", method="wiener", kernel=k)
+    assert calls == [] and not (tmp_path / "out2" / "q.bmp").exists()

@@ -70,6 +70,7 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..inference.restore import DEFAULT_METHOD, NON_BLIND_DEFAULT, load_model, resolve_device, restore_file
+    from ..inference.tiling import tile_progress
     from ..io import expand_inputs, match_kernels
     from .main import error
 
@@ -137,11 +138,12 @@ def run(args) -> int:
             kernel = kernels.get(path)
             if args.kernel is not None and kernel is None:
                 raise InputError(f"{path}: no kernel with stem {path.stem!r} in {args.kernel}")
-            restore_file(
-                path, out_dir, method=method, model=model, kernel=kernel, device=device, tile=args.tile,
-                precision=args.precision, options=options or None, overwrite=args.overwrite, save_kernel=save_kernel,
-                side_by_side=args.side_by_side, save_filters=args.save_filters,
-            )
+            with tile_progress(path.name, enabled=not args.quiet):  # big photos: a bar over the tiles
+                restore_file(
+                    path, out_dir, method=method, model=model, kernel=kernel, device=device, tile=args.tile,
+                    precision=args.precision, options=options or None, overwrite=args.overwrite,
+                    save_kernel=save_kernel, side_by_side=args.side_by_side, save_filters=args.save_filters,
+                )
             written += 1
         except KeyboardInterrupt:
             raise

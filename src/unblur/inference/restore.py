@@ -22,8 +22,8 @@ import torch.nn as nn
 
 from ..errors import InputError
 from ..io.atomic import check_name_length
-from ..io.images import FLOAT_RANGE, FORMATS
-from ..physics.kernels import as_kernel
+from ..io.images import FLOAT_RANGE, FORMATS, ICC_FORMATS
+from ..physics.kernels import as_kernel, pad_kernel
 from .tiling import choose_tile_size, tiled_apply
 
 __all__ = ["RestoreResult", "restore", "restore_file", "resolve_device", "load_model", "DEFAULT_METHOD", "NON_BLIND_DEFAULT",
@@ -123,13 +123,18 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()  # fp16/bf16 only on CUDA; CPU runs in float32
 
 
-def _apply(net: nn.Module, x: torch.Tensor, tile: int | None, multiple: int) -> torch.Tensor:
-    """Whole image when ``tile`` is None or covers it, else blended tiles."""
+def _apply(net: nn.Module, x: torch.Tensor, tile: int | None, multiple: int, want_kernel: bool = False):
+    """``(image, kernel)``: the whole image when ``tile`` is None or covers it, else blended tiles. ``kernel``: the
+    final stage kernel of a network with physical kernels, taken from the same pass (whole image only), else None."""
     if tile is None or tile >= max(x.shape[-2:]):
-        return net(x)
+        if want_kernel and getattr(net, "physical_kernels", False):
+            out = net.forward_train(x)
+            kernels = out.get("kernels")
+            return [img for img, s in out["outputs"] if s == 1.0][-1], (kernels[-1] if kernels else None)
+        return net(x), None
     tile = max(tile, multiple)
     overlap = min(max(16, tile // 8), tile // 2)
-    return tiled_apply(net, x, tile=tile, overlap=overlap, multiple=multiple)
+    return tiled_apply(net, x, tile=tile, overlap=overlap, multiple=multiple), None
 
 
 def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: bool, filters: bool = False):
@@ -154,7 +159,7 @@ def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: 
             tile = choose_tile_size(net, xin, x.device)
         while True:
             try:
-                out = _apply(net, xin, tile, multiple)
+                out, kernels = _apply(net, xin, tile, multiple, want_kernel=estimate)
                 break
             except _OOM:
                 # The estimate was optimistic (or the device is shared): retry with smaller tiles.
@@ -164,14 +169,16 @@ def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: 
                 if x.device.type == "cuda":
                     torch.cuda.empty_cache()
                 tile = max(smallest, (min(tile, max(H, W)) // 2 // multiple) * multiple)
-        kernels = feature_filters = None
-        if estimate or filters:
+        feature_filters = None
+        if kernels is not None and kernels.shape[-1] < KERNEL_SIZE:
+            kernels = pad_kernel(kernels, KERNEL_SIZE)
+        if (estimate and kernels is None) or filters:
             crop = xin
             if tile is not None and tile < max(H, W):  # whole image too large: estimate on a centre tile
                 th, tw = min(tile, H), min(tile, W)
                 y0, x0 = (H - th) // 2, (W - tw) // 2
                 crop = xin[..., y0:y0 + th, x0:x0 + tw]
-            if estimate and hasattr(net, "estimate_kernels"):
+            if estimate and kernels is None and hasattr(net, "estimate_kernels"):
                 kernels = net.estimate_kernels(crop, size=KERNEL_SIZE)
             if filters and hasattr(net, "estimate_filters"):
                 feature_filters = net.estimate_filters(crop, size=KERNEL_SIZE)
@@ -345,6 +352,9 @@ def restore_file(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output folder {out_dir} is not a folder")
     loaded = read_image(in_path)
+    if loaded.icc_profile and FORMATS[targets["image"].suffix.lower()] not in ICC_FORMATS:
+        raise InputError(f"{in_path}: the photo has an ICC colour profile and {targets['image'].suffix} files cannot "
+                         "hold one; convert the input to PNG or TIFF first")
     result = restore(
         loaded.data, method=method, model=model, kernel=kernel, device=device, tile=tile,
         precision=precision, options=options, estimate_kernel=save_kernel, estimate_filters=save_filters,
@@ -358,7 +368,8 @@ def restore_file(
         raise InputError(f"{in_path}: restored image has a different size; cannot build the before/after picture")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    write_image(targets["image"], restored, bit_depth=loaded.bit_depth, alpha=loaded.alpha, overwrite=overwrite)
+    write_image(targets["image"], restored, bit_depth=loaded.bit_depth, alpha=loaded.alpha, overwrite=overwrite,
+                icc_profile=loaded.icc_profile)
     written.append(targets["image"])
     if save_kernel:
         k = result.kernel.detach().float().cpu()
@@ -374,7 +385,7 @@ def restore_file(
     if side_by_side:
         before = loaded.data.cpu()
         write_image(targets["side_by_side"], _before_after(before, restored.to(before.dtype)), bit_depth=8,
-                    overwrite=overwrite)
+                    overwrite=overwrite, icc_profile=loaded.icc_profile)
         written.append(targets["side_by_side"])
     return written
 

@@ -27,6 +27,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 import weakref
@@ -34,8 +36,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["tiled_apply", "tile_starts", "tile_window", "windowed_apply", "window_starts", "choose_tile_size",
-           "available_memory", "probe_memory"]
+__all__ = ["tiled_apply", "tile_progress", "tile_starts", "tile_window", "windowed_apply", "window_starts",
+           "choose_tile_size", "available_memory", "probe_memory", "CPU_ACTIVATION_LIMIT"]
 
 
 def _round_down(n: int, multiple: int) -> int:
@@ -115,6 +117,7 @@ def tiled_apply(
 
     mean = None  # running weighted mean (B, C', H, W)
     wsum = torch.zeros(1, 1, H, W, device=x.device, dtype=torch.float32)
+    bar = _progress_bar(len(positions))
     for start in range(0, len(positions), batch):
         chunk = positions[start:start + batch]
         crops = [x[..., ys[i]:ys[i] + th, xs[j]:xs[j] + tw] for i, j in chunk]
@@ -137,7 +140,35 @@ def tiled_apply(
             v = out[n * B:(n + 1) * B].to(device=x.device, dtype=mean.dtype)
             mean[..., sy, sx] = m + ratio * (v - m)
             wsum[..., sy, sx] = acc
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return mean
+
+
+_PROGRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar("unblur_tile_progress", default=None)
+
+
+@contextlib.contextmanager
+def tile_progress(desc: str, enabled: bool = True):
+    """Within the block, every :func:`tiled_apply` over several tiles shows a progress bar labelled ``desc``
+    (tqdm on stderr; on terminals only). Long work on big photos (a tiled network, blind-l0's tiled final
+    deconvolution) then reports how far it got."""
+    token = _PROGRESS.set(desc if enabled else None)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _progress_bar(total: int):
+    desc = _PROGRESS.get()
+    if desc is None or total < 2:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tile", leave=False, disable=None)
 
 
 # --------------------------------------------------------------------------- window mode (models)
@@ -207,11 +238,15 @@ def windowed_apply(
 # --------------------------------------------------------------------------- tile size selection
 
 _CPU_SAFETY = 0.5  # fraction of available RAM the activations of one tile batch may use
+# At most this many bytes of activations per tile batch on a CPU, whatever the RAM: with the photo's own buffers a
+# 24-megapixel photo stays within about 4 GB (benchmarks/large_photo.md), so a laptop keeps working meanwhile.
+CPU_ACTIVATION_LIMIT = 2 << 30
 _CUDA_SAFETY = 0.8  # fraction of free GPU memory
 
 
 def available_memory(device) -> int:
-    """Bytes that can be used for activations on ``device`` (free memory times a safety factor)."""
+    """Bytes that can be used for activations on ``device`` (free memory times a safety factor; on a CPU at most
+    :data:`CPU_ACTIVATION_LIMIT`)."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -230,7 +265,7 @@ def available_memory(device) -> int:
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             avail = 4 << 30  # unknown platform: assume 4 GiB
-    return int(avail * _CPU_SAFETY)
+    return int(min(avail * _CPU_SAFETY, CPU_ACTIVATION_LIMIT))
 
 
 class _LiveTensorTracker:

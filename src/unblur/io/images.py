@@ -51,13 +51,16 @@ FORMATS = {
 
 @dataclass
 class LoadedImage:
-    """An image file in memory: ``data`` (C, H, W) float32 in [0, 1], ``alpha`` (1, H, W) or None."""
+    """An image file in memory: ``data`` (C, H, W) float32 in [0, 1], ``alpha`` (1, H, W) or None, and the
+    file's ICC colour profile (``None`` when it has none): results are written with it, so that colour-managed
+    viewers show them in the photo's colour space."""
 
     data: torch.Tensor
     alpha: torch.Tensor | None
     bit_depth: int
     path: Path
     format: str
+    icc_profile: bytes | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -337,7 +340,20 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         alpha = torch.from_numpy(np.ascontiguousarray(arr[..., -1][None]))
         arr = arr[..., :-1]
     data = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-    return LoadedImage(data=data, alpha=alpha, bit_depth=bits, path=path, format=fmt)
+    return LoadedImage(data=data, alpha=alpha, bit_depth=bits, path=path, format=fmt, icc_profile=_icc_profile(path))
+
+
+def _icc_profile(path: Path) -> bytes | None:
+    """The embedded ICC profile (the header only is parsed; the pixels were decoded already)."""
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile")
+    except Exception:  # e.g. a TIFF layout only tifffile reads: no profile carried
+        return None
+    return bytes(icc) if icc else None
+
+
+ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")  # formats that hold an ICC profile (not BMP)
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -393,8 +409,9 @@ def _png_filter_rows(raw: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
     return np.concatenate([best.astype(np.uint8)[:, None], rows], axis=1)
 
 
-def encode_png16(samples: np.ndarray) -> bytes:
-    """16-bit PNG of ``samples`` (H, W, C) uint16 with C = 1 (gray), 2 (gray+alpha), 3 (RGB), 4 (RGBA)."""
+def encode_png16(samples: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """16-bit PNG of ``samples`` (H, W, C) uint16 with C = 1 (gray), 2 (gray+alpha), 3 (RGB), 4 (RGBA), with an
+    ``iCCP`` chunk when ``icc_profile`` is given."""
     h, w, c = samples.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     rows = samples.astype(">u2").reshape(h, w * c).view(np.uint8)  # big-endian bytes, (h, 2*w*c)
@@ -410,12 +427,14 @@ def encode_png16(samples: np.ndarray) -> bytes:
         parts.append(comp.compress(_png_filter_rows(raw, prev, bpp).tobytes()))
     parts.append(comp.flush())
     header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", b"".join(parts))
+    iccp = _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)) if icc_profile else b""
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + iccp + _png_chunk(b"IDAT", b"".join(parts))
             + _png_chunk(b"IEND", b""))
 
 
-def encode_tiff16(samples: np.ndarray) -> bytes:
-    """Baseline little-endian 16-bit TIFF (deflate, horizontal predictor) of ``samples`` (H, W, C), C in 1..4."""
+def encode_tiff16(samples: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """Baseline little-endian 16-bit TIFF (deflate, horizontal predictor) of ``samples`` (H, W, C), C in 1..4,
+    with the ICC profile tag (34675) when ``icc_profile`` is given."""
     h, w, c = samples.shape
     diff = samples.astype(np.uint16).copy()
     diff[:, 1:] = samples[:, 1:] - samples[:, :-1]  # uint16 wrap-around = predictor 2
@@ -425,7 +444,7 @@ def encode_tiff16(samples: np.ndarray) -> bytes:
               for i in range(0, h, rows_per_strip)]
     photometric = 2 if c >= 3 else 1
     extra = c - (3 if c >= 3 else 1)
-    # tag: (type, values); types: 3 SHORT, 4 LONG
+    # tag: (type, values); types: 3 SHORT, 4 LONG, 7 UNDEFINED (bytes)
     tags = {
         256: (4, [w]), 257: (4, [h]), 258: (3, [16] * c), 259: (3, [8]), 262: (3, [photometric]),
         273: (4, [0] * len(strips)), 277: (3, [c]), 278: (4, [rows_per_strip]),
@@ -433,12 +452,14 @@ def encode_tiff16(samples: np.ndarray) -> bytes:
     }
     if extra:
         tags[338] = (3, [2] * extra)  # unassociated alpha
+    if icc_profile:
+        tags[34675] = (7, list(icc_profile))
     n = len(tags)
     ifd_offset = 8
     data_offset = ifd_offset + 2 + 12 * n + 4
     out_of_line = {}
     for tag, (typ, values) in sorted(tags.items()):
-        size = (2 if typ == 3 else 4) * len(values)
+        size = {3: 2, 4: 4, 7: 1}[typ] * len(values)
         if size > 4:
             out_of_line[tag] = data_offset
             data_offset += size + (size & 1)
@@ -450,7 +471,7 @@ def encode_tiff16(samples: np.ndarray) -> bytes:
     ifd = struct.pack("<H", n)
     extra_bytes = b""
     for tag, (typ, values) in sorted(tags.items()):
-        fmt = "<" + ("H" if typ == 3 else "I") * len(values)
+        fmt = "<" + {3: "H", 4: "I", 7: "B"}[typ] * len(values)
         packed = struct.pack(fmt, *values)
         if tag in out_of_line:
             ifd += struct.pack("<HHII", tag, typ, len(values), out_of_line[tag])
@@ -468,13 +489,15 @@ def write_image(
     alpha=None,
     overwrite: bool = False,
     quality: int = 95,
+    icc_profile: bytes | None = None,
 ) -> Path:
     """Write ``data`` (C, H, W) in [0, 1] (C = 1 or 3) to ``path``; the extension picks the format.
 
     ``bit_depth`` 8 or 16 applies to PNG and TIFF (JPEG, WebP and BMP are 8-bit). ``alpha`` (1, H, W)
     is stored where the format allows (not JPEG or BMP). Values are clipped to [0, 1] and rounded. The file
-    is written atomically; an existing file raises :class:`InputError` unless ``overwrite``.
-    Returns ``path``.
+    is written atomically; an existing file raises :class:`InputError` unless ``overwrite``. ``icc_profile`` is
+    embedded (PNG, JPEG, TIFF, WebP; a BMP cannot hold one: :class:`InputError`, so colours are never silently
+    reinterpreted). Returns ``path``.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
@@ -483,6 +506,9 @@ def write_image(
         raise InputError(f"cannot write image {path}: unsupported extension {path.suffix!r} (use one of {known})")
     if bit_depth not in (8, 16):
         raise InputError(f"cannot write image {path}: bit_depth must be 8 or 16, got {bit_depth}")
+    if icc_profile and fmt not in ICC_FORMATS:
+        raise InputError(f"cannot write image {path}: the photo has an ICC colour profile and {fmt} files cannot "
+                         "hold one; convert the input to PNG or TIFF first")
     arr = _chw_array(data, "image", path)
     if arr.shape[-1] not in (1, 3):
         raise InputError(f"cannot write image {path}: expected 1 or 3 channels, got {arr.shape[-1]}")
@@ -502,9 +528,9 @@ def write_image(
     with atomic_write(path, overwrite=overwrite) as tmp:
         try:
             if bit_depth == 16:
-                tmp.write_bytes(encode_png16(q) if fmt == "PNG" else encode_tiff16(q))
+                tmp.write_bytes(encode_png16(q, icc_profile) if fmt == "PNG" else encode_tiff16(q, icc_profile))
             else:
-                _save_8bit(q, tmp, fmt, quality)
+                _save_8bit(q, tmp, fmt, quality, icc_profile)
         except InputError:
             raise
         except OSError as err:
@@ -512,7 +538,7 @@ def write_image(
     return path
 
 
-def _save_8bit(q: np.ndarray, tmp: Path, fmt: str, quality: int) -> None:
+def _save_8bit(q: np.ndarray, tmp: Path, fmt: str, quality: int, icc_profile: bytes | None = None) -> None:
     c = q.shape[-1]
     if fmt == "WEBP" and c in (1, 2):  # WebP has no gray: store as RGB(A)
         q = np.concatenate([np.repeat(q[..., :1], 3, -1), q[..., 1:]], -1)
@@ -529,4 +555,6 @@ def _save_8bit(q: np.ndarray, tmp: Path, fmt: str, quality: int) -> None:
         options = {"compress_level": 6}
     elif fmt == "TIFF":
         options = {"compression": "tiff_deflate"}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
     im.save(tmp, format=fmt, **options)

@@ -1,6 +1,8 @@
 """Base class of every restoration model: the call shapes DEVELOPERS.md promises."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -56,19 +58,48 @@ class RestorationModel(nn.Module):
     size_multiple: int = 1
     blind: bool = True  # False: the model needs the blur kernel (``model(x, kernel=k)``)
     physical_kernels: bool = False  # True: ``_forward`` returns ``"kernels"`` (physical PSFs per stage)
+    # TLC (Chu et al., ECCV 2022): at inference on inputs larger than this (pixels), channel attention averages over
+    # windows of this size instead of the whole map: statistics like those of the training crops, and a tile sees
+    # the same statistics as the whole photo. ``None``: global statistics always.
+    stats_window: int | None = 384
+
+    def _spatial_attentions(self) -> list[nn.Module]:
+        """Modules with a ``local_fraction`` (global statistics of spatial maps); the inside of a module marked
+        ``frequency_domain`` (it pools spectra, not places) is skipped."""
+        found, stack = [], [self]
+        while stack:
+            m = stack.pop()
+            if hasattr(m, "local_fraction"):
+                found.append(m)
+            if not getattr(m, "frequency_domain", False):
+                stack.extend(m.children())
+        return found
+
+    @contextlib.contextmanager
+    def local_statistics(self, hw: tuple[int, int]):
+        """Within the block, inputs of size ``hw`` larger than :attr:`stats_window` use local channel statistics
+        (eval mode only; training crops are smaller than the window)."""
+        H, W = (int(v) for v in hw)
+        w = self.stats_window
+        mods = self._spatial_attentions() if (not self.training and w and max(H, W) > w) else []
+        for m in mods:
+            m.local_fraction = (min(1.0, w / H), min(1.0, w / W))
+        try:
+            yield
+        finally:
+            for m in mods:
+                m.local_fraction = None
 
     def _forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> list[tuple[torch.Tensor, float]] | dict:
         raise NotImplementedError
 
     def forward_train(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> dict:
         xp, (H, W) = pad_to_multiple(x, self.size_multiple)
-        if self.blind:
-            raw = self._forward(xp)
-        else:
-            if kernel is None:
-                raise InputError(f"model {getattr(self, 'model_name', type(self).__name__)!r} is non-blind: "
-                                 "give the blur kernel (model(x, kernel=k))")
-            raw = self._forward(xp, _kernel4d(kernel, x))
+        if not self.blind and kernel is None:
+            raise InputError(f"model {getattr(self, 'model_name', type(self).__name__)!r} is non-blind: "
+                             "give the blur kernel (model(x, kernel=k))")
+        with self.local_statistics(xp.shape[-2:]):
+            raw = self._forward(xp) if self.blind else self._forward(xp, _kernel4d(kernel, x))
         result = dict(raw) if isinstance(raw, dict) else {"outputs": raw}
         outs = []
         for img, scale in result["outputs"]:

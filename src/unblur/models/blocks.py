@@ -94,13 +94,40 @@ class SimpleGate(nn.Module):
         return a * b
 
 
+def _clamped_box_mean(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Mean over ``size`` consecutive entries along ``dim`` around each index, the window shifted to stay inside."""
+    n = x.shape[dim]
+    if size >= n:
+        return x.mean(dim, keepdim=True).expand_as(x)
+    c = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim)
+    start = (torch.arange(n, device=x.device) - size // 2).clamp(0, n - size)
+    return (c.index_select(dim, start + size) - c.index_select(dim, start)) / size
+
+
+def local_mean(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+    """Per-pixel mean of ``x`` (B, C, H, W) over a ``window`` (h, w) around it, shifted to stay inside the map
+    (TLC's local statistics; a window as large as the map is the global mean). Sums run in float64."""
+    y = _clamped_box_mean(x.double(), max(int(window[0]), 1), -2)
+    return _clamped_box_mean(y, max(int(window[1]), 1), -1).to(x.dtype)
+
+
 class SimplifiedChannelAttention(nn.Module):
+    """``x * conv1x1(mean(x))``. The mean is global, or with ``local_fraction = (fh, fw)`` set (TLC, Chu et al.
+    ECCV 2022) a local mean over windows of that fraction of the map, so that a photo's statistics match those of
+    the training crops and a tile sees the same statistics as the whole photo (see
+    :meth:`~unblur.models.base.RestorationModel.local_statistics`)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 1)
+        self.local_fraction: tuple[float, float] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv(F.adaptive_avg_pool2d(x, 1))
+        if self.local_fraction is None:
+            return x * self.conv(F.adaptive_avg_pool2d(x, 1))
+        fh, fw = self.local_fraction
+        window = (round(x.shape[-2] * fh), round(x.shape[-1] * fw))
+        return x * self.conv(local_mean(x, window))
 
 
 class NAFBlock(nn.Module):

@@ -208,6 +208,11 @@ class FourierKernelEstimator(nn.Module):
     OTFs of all windows, stacked on the batch dimension as (B * n_windows, C, h, w//2+1)).
     """
 
+    frequency_domain = True  # its blocks run on Fourier grids: their channel attention stays global
+    # Set by RestorationModel.local_statistics on large inputs: estimate per window of this fraction of the map
+    # (overlapping, blended) instead of one transfer function for the whole map, like the training crops.
+    local_fraction: tuple[float, float] | None = None
+
     def __init__(
         self,
         channels: int,
@@ -257,6 +262,10 @@ class FourierKernelEstimator(nn.Module):
         return self.fuse(torch.cat([f, d], dim=1))
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
+        if self.local_fraction is not None:
+            window = max(8, round(max(d.shape[-2] * self.local_fraction[0], d.shape[-1] * self.local_fraction[1])))
+            if self.window_size is None or window < self.window_size:
+                return windowed_apply(self._whole, d, window, window // 4)
         overlap = 0 if self.training else self.overlap
         return windowed_apply(self._whole, d, self.window_size, overlap)
 
