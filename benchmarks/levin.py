@@ -1,4 +1,4 @@
-"""blind-l0 on the Levin et al. (2009) real camera-shake captures, next to the published table.
+"""blind-l0 and the shipped networks on the Levin et al. (2009) real camera-shake captures, next to the published table.
 
 Data: ``../shared/data/levin`` (4 sharp 255x255 images x 8 recorded kernels = 32 real captures; see
 its README). The captures match *correlation* with kernel j, i.e. true convolution with the kernel
@@ -14,7 +14,10 @@ our ``hqs-hl`` with the true kernel. "success" = ratio <= 2 (<= 3). Also Levin's
 was tuned on this data: ``blind-l0`` runs with its defaults and ``kernel_size=31``.
 
     python benchmarks/levin.py [--data ../shared/data/levin] [--limit N] [--threads 1]
-                               [--baseline-src OLD/src --baseline-label REV]
+                               [--baseline-src OLD/src --baseline-label REV] [--networks gdunet-tiny.motion ...]
+
+Networks are colour models: the grey capture goes in as three equal channels and the mean of the output
+channels is scored (nothing was trained or tuned on Levin's data).
 
 ``--baseline-src`` runs an older checkout's blind-l0 on the same captures first (same machine, same
 script) and adds its row: quality and time before and after a change.
@@ -80,9 +83,25 @@ def evaluate(est: torch.Tensor, gt: torch.Tensor) -> tuple[float, float, float]:
     return psnr, float(ssim), sse
 
 
-def run_captures(data: Path, limit: int | None) -> tuple[list[dict], float]:
+def load_networks(names: list[str]) -> dict:
+    """Shipped weight sets (``gdunet-tiny.motion``, ...) by name, in eval mode."""
+    from unblur.models import create
+
+    return {n: create(n, pretrained=True).eval() for n in names}
+
+
+def run_network(net, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """A colour network on a grey capture: the grey channel three times in, the mean of the three out."""
+    t = time.perf_counter()
+    with torch.inference_mode():
+        out = net(y.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
+    return out, time.perf_counter() - t
+
+
+def run_captures(data: Path, limit: int | None, networks: dict | None = None) -> tuple[list[dict], float]:
     """Deblur the captures (image-major order, the first ``limit``); returns per-capture scores and the
-    mean blind-l0 time in seconds."""
+    mean blind-l0 time in seconds. ``networks``: name -> model, scored on the same captures
+    (``row["nets"][name] = (psnr, ssim, ratio, seconds)``)."""
     ssd_pub = np.loadtxt(data / "ssd_true_kernel.txt")
     rows = []
     t_blind = 0.0
@@ -98,8 +117,13 @@ def run_captures(data: Path, limit: int | None) -> tuple[list[dict], float]:
         pk, sk, ek = evaluate(known, gt)
         pb, sb, eb = evaluate(blind.image, gt)
         rows.append(dict(i=i, j=j, pk=pk, sk=sk, pb=pb, sb=sb, ratio=float(np.sqrt(eb / ek)),
-                         levin=float(eb / ssd_pub[i - 1, j - 1]), pblur=evaluate(y, gt)[0]))
+                         levin=float(eb / ssd_pub[i - 1, j - 1]), pblur=evaluate(y, gt)[0], nets={}))
         r = rows[-1]
+        for name, net in (networks or {}).items():
+            out, secs = run_network(net, y)
+            pn, sn, en = evaluate(out, gt)
+            r["nets"][name] = (pn, sn, float(np.sqrt(en / ek)), secs)
+            print(f"im{i} ker{j}: {name} {pn:.2f}/{sn:.3f} ratio {r['nets'][name][2]:.2f}", file=sys.stderr)
         print(f"im{i} ker{j}: blurred {r['pblur']:.2f}  known {pk:.2f}/{sk:.3f}  blind {pb:.2f}/{sb:.3f}  "
               f"ratio {r['ratio']:.2f}  levin-ratio {r['levin']:.2f}", file=sys.stderr, flush=True)
     return rows, t_blind / max(len(rows), 1)
@@ -117,9 +141,19 @@ def run_baseline(src: Path, args) -> tuple[list[dict], float]:
 
 
 def summary_row(label: str, rows: list[dict], seconds: float) -> str:
-    ratio = np.array([r["ratio"] for r in rows])
-    return (f"| {label} | {np.mean([r['pb'] for r in rows]):.2f} | {np.mean([r['sb'] for r in rows]):.3f} | "
+    return _row(label, [r["pb"] for r in rows], [r["sb"] for r in rows], [r["ratio"] for r in rows], seconds)
+
+
+def _row(label: str, psnrs, ssims, ratios, seconds: float) -> str:
+    ratio = np.array(ratios)
+    return (f"| {label} | {np.mean(psnrs):.2f} | {np.mean(ssims):.3f} | "
             f"{ratio.mean():.3f} | {(ratio <= 2).mean() * 100:.0f}% / {(ratio <= 3).mean() * 100:.0f}% | {seconds:.2f} |")
+
+
+def network_rows(rows: list[dict]) -> list[str]:
+    names = list(rows[0]["nets"]) if rows else []
+    return [_row(f"{n} (network, grey in as RGB)", *([r["nets"][n][i] for r in rows] for i in range(3)),
+                 float(np.mean([r["nets"][n][3] for r in rows]))) for n in names]
 
 
 def main(argv=None) -> int:
@@ -130,6 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="src/ folder of an older checkout: its blind-l0 is run on the same captures for comparison")
     ap.add_argument("--baseline-label", default="baseline", help="name of the baseline row (e.g. a commit)")
+    ap.add_argument("--networks", nargs="*", default=[], metavar="MODEL.TAG",
+                    help="shipped networks to score on the same captures (e.g. gdunet-tiny.motion)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # used by --baseline-src
     ap.add_argument("--out", type=Path, default=HERE / "levin.md")
     args = ap.parse_args(argv)
@@ -142,7 +178,7 @@ def main(argv=None) -> int:
         print(json.dumps({"rows": rows, "seconds": seconds}))
         return 0
     base = run_baseline(args.baseline_src, args) if args.baseline_src else None
-    rows, t_blind = run_captures(args.data, args.limit)
+    rows, t_blind = run_captures(args.data, args.limit, load_networks(args.networks))
     n = len(rows)
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
     levin = np.array([r["levin"] for r in rows])
@@ -158,7 +194,7 @@ def main(argv=None) -> int:
         summary_row("**unblur blind-l0** (kernel_size 31)", rows, t_blind),
         f"| blind-l0, Levin's ratio (squared errors / published true-kernel SSD) | - | - | {levin.mean():.3f} | "
         f"{(levin <= 2).mean() * 100:.0f}% / {(levin <= 3).mean() * 100:.0f}% | - |",
-    ]
+    ] + network_rows(rows)
     extra = f" {args.baseline_label} PSNR | {args.baseline_label} ratio |" if base else ""
     per_kernel = ["| kernel | size | blurred PSNR | known-kernel PSNR | blind PSNR | blind SSIM | error ratio |" + extra,
                   "|---|---|---|---|---|---|---|" + ("---|---|" if base else "")]
@@ -177,7 +213,7 @@ def main(argv=None) -> int:
           + "\n\nPublished (SelfDeblur protocol, mean over the 32 captures):\n\n" + "\n".join(pub))
     print(md)
     header = (
-        "# blind-l0 on the Levin et al. 2009 real captures\n\n"
+        "# blind-l0 and networks on the Levin et al. 2009 real captures\n\n"
         f"Generated by `benchmarks/levin.py` on {_dt.date.today().isoformat()}; machine: {cpu_model()}, "
         f"{args.threads} torch thread(s), torch {torch.__version__}; {n} of 32 captures; blind-l0 "
         f"{t_blind:.2f} s per 255x255 capture"

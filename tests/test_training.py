@@ -119,7 +119,7 @@ def test_config_unknown_key_in_file_and_missing_required(tmp_path):
 def test_shipped_configs_load():
     for p in sorted((REPO / "configs").glob("*.yaml")):
         cfg = load_config(p, base_dir=REPO)
-        assert cfg.optim.betas == [0.9, 0.9] and cfg.train.data.kind == "synthetic"
+        assert all(0 < b < 1 for b in cfg.optim.betas) and cfg.train.data.kind == "synthetic"
         create(cfg.model.name, **dict(cfg.model.args))  # the model and its arguments exist
 
 

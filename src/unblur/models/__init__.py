@@ -9,3 +9,4 @@ from .base import RestorationModel  # noqa: F401
 from . import nafnet  # noqa: E402,F401
 from . import deeprft  # noqa: E402,F401
 from . import deeprftv2  # noqa: E402,F401
+from . import gdunet  # noqa: E402,F401

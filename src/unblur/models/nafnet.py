@@ -82,17 +82,22 @@ class NAFNet(RestorationModel):
             ch //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(ch, dropout=dropout) for _ in range(n)]))
 
-    def _forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+    def residual(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(correction, bottleneck features)``: the prediction is ``x + correction`` (unrolled networks that use
+        a NAFNet as a proximal module also read its bottleneck)."""
         feat = self.intro(x)
         skips = []
         for enc, down in zip(self.encoders, self.downs):
             feat = enc(feat)
             skips.append(feat)
             feat = down(feat)
-        feat = self.middle(feat)
+        bottleneck = feat = self.middle(feat)
         for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
             feat = dec(up(feat) + skip)
-        return [(x + self.ending(feat), 1.0)]
+        return self.ending(feat), bottleneck
+
+    def _forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, float]]:
+        return [(x + self.residual(x)[0], 1.0)]
 
 
 # Shipped weight sets (docs/weights.md tells how each was trained).

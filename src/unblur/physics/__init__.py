@@ -27,5 +27,5 @@ from .color import linear_to_srgb, srgb_to_linear
 from .degradations import clip, jpeg, saturate
 from .operators import Blur
 from .pipeline import DegradationPipeline, crop_valid
-from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients
+from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients, taper_window
 from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, kernel_step

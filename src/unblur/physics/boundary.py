@@ -69,6 +69,25 @@ def _raised_cosine(n: int, device, dtype) -> torch.Tensor:
     return 0.5 - 0.5 * torch.cos(math.pi * t)
 
 
+def taper_window(shape: tuple[int, int], width: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(H, W) window: 1 inside, raised-cosine ramps from 0 over ``width`` px at every border.
+
+    Multiplying an image and its blurred observation by it hides the seam that a circular FFT solve
+    would otherwise see between opposite borders (an edge taper); the window varies slowly, so it
+    commutes with a blur of support ``<= width`` up to a small error near the border.
+    """
+    def ramp(n: int) -> torch.Tensor:
+        w = torch.ones(n, device=device, dtype=dtype)
+        r = min(int(width), n // 2)
+        if r > 0:
+            up = _raised_cosine(r, device, dtype)
+            w[:r], w[n - r:] = up, up.flip(0)
+        return w
+
+    H, W = (int(v) for v in shape)
+    return ramp(H)[:, None] * ramp(W)[None, :]
+
+
 def _periodic_extend_last(x: torch.Tensor, total: int, dim: int) -> torch.Tensor:
     """Extend ``x`` along ``dim`` (-1 or -2) to length ``total`` so that it is smooth and periodic."""
     n = x.shape[dim]

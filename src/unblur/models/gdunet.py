@@ -1,0 +1,229 @@
+"""GDUNet (Guo et al., "Gradient domain model-driven algorithm unfolding network for blind image deblurring",
+Neural Networks 190, 2025): the sparse-gradient blind deconvolution that ``blind-l0`` solves classically,
+unrolled into ``T`` stages that alternate a kernel update and an image update, with learned modules.
+
+One forward pass (``ext``: the smooth periodic extension of :class:`~unblur.physics.Domain`; every solve is
+one of ``unblur.physics``; design choices where the paper is silent: ``docs/models/gdunet.md``)::
+
+    u_0 = ext(y) + P_0(ext(y))                               blind start: a NAFNet sharpens the photo
+    for t = 1 .. T:
+        k^   = kernel least squares (grad u_{t-1}, grad y)   physics.kernel_step, closed form, tapered window
+        h_p  = k^ + KP_t(k^)                                 kernel proximal module (learned soft threshold)
+        h_b  = BPAM_t(bottleneck features of P_{t-1})        blur-pattern attention, a kernel-sized map
+        k_t  = normalise(relu(conv1x1[h_p, k^, h_b]))        kernel fusion: a physical PSF (>= 0, sum 1)
+        x^   = argmin |k_t * x - y|^2 + b_t |x - u_{t-1}|^2 + w_t |grad x - G_t(grad u_{t-1})|^2
+                                                             physics.FourierDataStep (closed form)
+        u_t  = x^ + P_t(x^)                                  image proximal module (NAFNet)
+    return crop(u_T) and the stage kernels k_1 .. k_T (k_T is the kernel that made the returned image)
+
+``G_t`` is the learned gradient prior (a small network that shrinks the gradients of ``u``, the learned
+half-quadratic penalty of the paper), ``b_t, w_t`` and the kernel step's Tikhonov weight are learned
+per stage. Every stage's image is an output (deep supervision) and every stage's kernel is returned.
+
+Example:
+    >>> import torch
+    >>> from unblur.models import create
+    >>> net = create("gdunet-tiny").eval()
+    >>> out = net.forward_train(torch.rand(1, 3, 48, 40))
+    >>> out["outputs"][-1][0].shape, out["kernels"][-1].shape
+    (torch.Size([1, 3, 48, 40]), torch.Size([1, 1, 31, 31]))
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..physics.boundary import Domain, fft_size, gradient_otfs, gradients, taper_window
+from ..physics.fft import psf2otf
+from ..physics.kernels import project_kernel
+from ..physics.solvers import FourierDataStep, kernel_step
+from .base import RestorationModel, pad_to_multiple
+from .blocks import NAFBlock
+from .nafnet import NAFNet
+from .registry import register_model, register_weights
+
+__all__ = ["GDUNet"]
+
+
+def _near_zero(conv: nn.Conv2d) -> None:
+    """A residual branch's last layer starts (almost) silent: tiny weights, not zeros, so the layers before it
+    receive gradients from the first step."""
+    nn.init.normal_(conv.weight, std=1e-4)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+class GradientPrior(nn.Module):
+    """``G``: the targets of the gradient penalty, ``g + net(g)`` for the stacked gradients ``g = (gx, gy)``
+    (a learned shrinkage of sparse gradients; starts as the identity)."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(2 * channels, width, 3, padding=1), NAFBlock(width),
+                                 nn.Conv2d(width, 2 * channels, 3, padding=1))
+        _near_zero(self.net[-1])
+
+    def forward(self, gx: torch.Tensor, gy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.cat([gx, gy], 1)
+        return (g + self.net(g)).chunk(2, 1)
+
+
+class KernelProx(nn.Module):
+    """``h_p = k + conv(soft_theta(conv(k)))``: the kernel proximal module (a learned soft threshold of kernel
+    features; starts as the identity). Convolutions only, so any kernel size works."""
+
+    def __init__(self, width: int = 8, theta: float = 2e-4):
+        super().__init__()
+        self.inp = nn.Conv2d(1, width, 3, padding=1)
+        self.mix = nn.Conv2d(width, width, 3, padding=1)
+        self.out = nn.Conv2d(width, 1, 3, padding=1, bias=False)  # no offset: a kernel is zero off its support
+        self.theta = nn.Parameter(torch.full((1, width, 1, 1), float(theta)))
+        _near_zero(self.out)
+
+    def forward(self, k: torch.Tensor) -> torch.Tensor:
+        z = self.inp(k)
+        z = torch.sign(z) * F.relu(z.abs() - self.theta.abs())  # soft threshold
+        return k + self.out(F.relu(self.mix(z)))
+
+
+class BlurPatternAttention(nn.Module):
+    """BPAM: image features -> a kernel-sized distribution ``h_b`` (PixelShuffle(2), squeeze-excitation channel
+    attention, convolutions down to one map, pooled to the kernel size, softmax). Starts uniform."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        c = channels // 4
+        hidden = max(c // reduction, 4)
+        self.shuffle = nn.PixelShuffle(2)
+        # SiLU rather than the usual ReLU: with so few hidden units, ReLUs that all die would freeze the module
+        self.squeeze = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, c, 1), nn.Sigmoid())
+        # no bias on the last layer: the softmax ignores a constant
+        self.head = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, 1, 3, padding=1, bias=False))
+        _near_zero(self.head[-1])
+
+    def forward(self, feat: torch.Tensor, size: int) -> torch.Tensor:
+        z = self.shuffle(feat)
+        z = z * self.squeeze(F.adaptive_avg_pool2d(z, 1))
+        logits = F.adaptive_avg_pool2d(self.head(z), size)
+        return torch.softmax(logits.flatten(1), 1).view(-1, 1, size, size)
+
+
+class KernelFusion(nn.Module):
+    """``k = normalise(relu(conv1x1[h_p, k^, h_b]))``: a non-negative kernel summing to 1. It starts as ``k^``
+    (``h_p = k^`` then) with a trace of ``h_b``, so that every branch receives gradients from the first step."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1, bias=False)  # an offset would only add a flat floor under the kernel
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([0.5, 0.5, 0.01]).view(1, 3, 1, 1))
+
+    def forward(self, h_p: torch.Tensor, k_hat: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
+        k = F.relu(self.conv(torch.cat([h_p, k_hat, h_b], 1))) + 1e-8
+        return k / k.sum((-2, -1), keepdim=True)
+
+
+def _prox(width: int, enc_blocks, middle_blocks: int, channels: int) -> NAFNet:
+    enc_blocks = tuple(enc_blocks)
+    return NAFNet(width=width, enc_blocks=enc_blocks, middle_blocks=middle_blocks, dec_blocks=(1,) * len(enc_blocks),
+                  in_channels=channels)
+
+
+@register_model(
+    "gdunet",
+    {
+        # CPU-trainable (docs/models/gdunet.md): 3 stages, a 4-level blind start, 2-level stage proxes.
+        # The blind start has nafnet-tiny's shape, so training can start it from nafnet-tiny.motion.
+        "tiny": dict(stages=3, kernel_size=31, start_width=12, start_blocks=(1, 1, 1, 2), width=8, levels=2,
+                     blocks=1, prior_width=4),
+        "small": dict(stages=3, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 4), width=24, levels=3,
+                      blocks=2, prior_width=16),
+        # the reference configuration: 3 stages, width 32 (encoder [1, 1, 1, 16]), 31x31 kernels
+        "paper": dict(stages=3, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 16), width=32, levels=4,
+                      blocks=2, prior_width=32),
+    },
+)
+class GDUNet(RestorationModel):
+    """Gradient-domain unfolding network (see the module doc).
+
+    Args:
+        stages: unrolled stages ``T`` (kernel update + image update each).
+        kernel_size: size of the estimated kernels (odd); a model trained at one size runs at another
+            (every kernel module is convolutional), e.g. ``create("gdunet-tiny.motion", kernel_size=61)``.
+        start_width, start_blocks: the blind-start NAFNet ``P_0`` (NAFBlocks per encoder level).
+        start_from: a shipped NAFNet weight set of the same shape to start ``P_0`` from (training only, e.g.
+            ``"nafnet-tiny.motion"``: a network that already sharpens motion blur).
+        width, levels, blocks: the stage proximal NAFNets ``P_t``.
+        prior_width: width of the gradient priors ``G_t``.
+        beta, weight, gamma: initial data-step weights ``b_t``, ``w_t`` and the kernel step's Tikhonov weight
+            (relative to the gradient energy of the image), all learned per stage.
+        in_channels: image channels.
+    """
+
+    physical_kernels = True
+
+    def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
+                 width: int = 8, levels: int = 2, blocks: int = 1, prior_width: int = 4, beta: float = 0.02,
+                 weight: float = 0.02, gamma: float = 0.01, in_channels: int = 3, start_from: str | None = None):
+        super().__init__()
+        if int(kernel_size) < 3 or int(kernel_size) % 2 == 0:
+            raise ValueError(f"GDUNet: kernel_size must be odd and >= 3, got {kernel_size}")
+        self.stages, self.kernel_size = int(stages), int(kernel_size)
+        self.start = _prox(start_width, start_blocks, 1, in_channels)
+        if start_from:
+            from .registry import create
+
+            self.start.load_state_dict(create(start_from, pretrained=True).state_dict())
+        self.proxes = nn.ModuleList(_prox(width, (blocks,) * levels, blocks, in_channels) for _ in range(self.stages))
+        self.priors = nn.ModuleList(GradientPrior(in_channels, prior_width) for _ in range(self.stages))
+        self.kernel_proxes = nn.ModuleList(KernelProx() for _ in range(self.stages))
+        # stage t reads the bottleneck of the proximal net that made u_{t-1}: P_0 for t = 1, P_{t-1} after
+        bottlenecks = [start_width * 2 ** len(start_blocks)] + [width * 2 ** levels] * (self.stages - 1)
+        self.attentions = nn.ModuleList(BlurPatternAttention(c) for c in bottlenecks)
+        self.fusions = nn.ModuleList(KernelFusion() for _ in range(self.stages))
+        self.log_beta = nn.Parameter(torch.full((self.stages,), math.log(beta)))
+        self.log_weight = nn.Parameter(torch.full((self.stages,), math.log(weight)))
+        self.log_gamma = nn.Parameter(torch.full((self.stages,), math.log(gamma)))
+
+    @staticmethod
+    def _apply_prox(net: NAFNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xp, (h, w) = pad_to_multiple(x, 2 ** len(net.encoders))
+        correction, feat = net.residual(xp)
+        return x + correction[..., :h, :w], feat
+
+    def _kernel(self, t: int, u: torch.Tensor, y: torch.Tensor, feat: torch.Tensor, dom: Domain) -> torch.Tensor:
+        K = self.kernel_size
+        # Closed-form least squares on the observed window; the taper hides the window's circular seam.
+        # Zero margins of K px keep the circular solve from wrapping (and fit kernels larger than small photos).
+        H, W = y.shape[-2:]
+        win = taper_window((H, W), K, device=y.device, dtype=y.dtype)
+        margins = (0, fft_size(W + K) - W, 0, fft_size(H + K) - H)
+        uc, yc = F.pad(dom.crop(u) * win, margins), F.pad(y * win, margins)
+        # Parseval: the gradient energy is the mean of sum_d |D X|^2 over frequencies, so gamma is relative to it.
+        energy = sum(g.square().sum((1, 2, 3)) for g in gradients(uc))
+        gamma = self.log_gamma[t].exp() * energy.detach()
+        k_hat = project_kernel(kernel_step(uc, yc, K, gamma=gamma, method="fft"), differentiable=True)
+        h_p = self.kernel_proxes[t](k_hat)
+        h_b = self.attentions[t](feat, K)
+        return self.fusions[t](h_p, k_hat, h_b)
+
+    def _forward(self, y: torch.Tensor) -> dict:
+        K = self.kernel_size
+        dom = Domain(y.shape[-2:], (K, K), device=y.device)
+        y_ext = dom.extend(y)
+        otfs_grad = gradient_otfs(dom.shape, device=y.device, dtype=y.dtype)
+        u, feat = self._apply_prox(self.start, y_ext)
+        outputs, kernels = [(dom.crop(u), 1.0)], []
+        for t in range(self.stages):
+            k = self._kernel(t, u, y, feat, dom)
+            step = FourierDataStep(y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad)
+            tx, ty = self.priors[t](*gradients(u))
+            w = self.log_weight[t].exp()
+            x = step(beta=self.log_beta[t].exp(), u=u, weights=(w, w), targets=(tx, ty))
+            u, feat = self._apply_prox(self.proxes[t], x)
+            outputs.append((dom.crop(u), 1.0))
+            kernels.append(k)
+        return {"outputs": outputs, "kernels": kernels}

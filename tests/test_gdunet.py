@@ -1,0 +1,80 @@
+"""GDUNet: physical stage kernels, the physics it is built on (the tapered kernel least squares finds a true kernel
+from a sharp image), kernel-size independence of its weights, and training with kernel targets."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import unblur.models as M
+from unblur.metrics import kernel_psnr
+from unblur.physics import Domain, conv2d, motion_kernel
+from unblur.physics.kernels import pad_kernel
+
+
+def _photo(size: int = 96) -> torch.Tensor:
+    data = pytest.importorskip("skimage.data")
+    img = torch.from_numpy(data.astronaut()[100:100 + size, 150:150 + size].copy()).permute(2, 0, 1).float() / 255
+    return img[None]
+
+
+def _net(**kw) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return M.create("gdunet-tiny", **kw).eval()
+
+
+def test_every_stage_returns_a_physical_kernel():
+    net = _net()
+    with torch.inference_mode():
+        out = net.forward_train(torch.rand(2, 3, 40, 52, generator=torch.Generator().manual_seed(1)))
+    assert len(out["kernels"]) == net.stages and len(out["outputs"]) == net.stages + 1
+    for k in out["kernels"]:
+        assert k.shape == (2, 1, 31, 31) and (k >= 0).all()
+        torch.testing.assert_close(k.sum((-2, -1)), torch.ones(2, 1), atol=1e-5, rtol=0)
+
+
+def test_kernel_size_is_an_option_with_the_same_weights():
+    small, large = _net(kernel_size=15), _net(kernel_size=41)
+    large.load_state_dict(small.state_dict())  # every kernel module is convolutional: same parameters
+    with torch.inference_mode():
+        k = large.estimate_kernels(torch.rand(1, 3, 64, 64))
+    assert k.shape == (1, 1, 41, 41)
+    with pytest.raises(ValueError, match="odd"):
+        M.create("gdunet-tiny", kernel_size=30)
+
+
+def test_kernel_stage_recovers_the_true_kernel_from_the_sharp_image():
+    """With the sharp scene as the image estimate (and the learned kernel modules at their identity start),
+    the tapered closed-form least squares of a stage finds the blur: kernel PSNR up to 2 px shift far above
+    that of a centred delta (measured 38.9 dB vs 13.0 dB)."""
+    net = _net()
+    K = net.kernel_size
+    sharp = _photo(96 + K - 1)
+    k_true = pad_kernel(motion_kernel(17, generator=torch.Generator().manual_seed(3)), K)
+    y = conv2d(sharp, k_true, "valid")
+    dom = Domain(y.shape[-2:], (K, K))
+    u = torch.zeros(1, 3, *dom.shape)
+    u[..., dom.top - K // 2:dom.top - K // 2 + sharp.shape[-2], dom.left - K // 2:dom.left - K // 2 + sharp.shape[-1]] = sharp
+    feat = net.start.residual(torch.zeros(1, 3, 32, 32))[1]
+    with torch.inference_mode():
+        k = net._kernel(0, u, y, feat, dom)
+    delta = torch.zeros(K, K)
+    delta[K // 2, K // 2] = 1
+    got, base = kernel_psnr(k, k_true, max_shift=2), kernel_psnr(delta, k_true, max_shift=2)
+    assert got > 35 and base < 15, (got, base)
+
+
+def test_training_step_uses_kernel_targets_and_reblur():
+    from unblur.training.losses import MultiScaleLoss, TrainingLoss
+
+    net = _net().train()
+    sharp = _photo(64 + 30)
+    k_true = motion_kernel(31, generator=torch.Generator().manual_seed(4))
+    y = conv2d(sharp, k_true, "valid")
+    loss_fn = TrainingLoss(MultiScaleLoss(), kernel_weight=0.01, reblur_weight=1.0)
+    out = net.forward_train(y)
+    target = sharp[..., 15:-15, 15:-15]
+    total, parts = loss_fn(out, target, blurred=y, kernel=k_true)
+    total.backward()
+    assert {"pixel", "kernel", "reblur"} <= set(parts)
+    assert net.log_gamma.grad is not None and net.fusions[0].conv.weight.grad.abs().sum() > 0
