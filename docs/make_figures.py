@@ -54,10 +54,15 @@ def _rows() -> list[tuple[str, list[tuple[str, torch.Tensor]]]]:
 
 
 def render(path: Path) -> None:
-    rows = _rows()
-    cell = SIZE * ZOOM
+    render_grid(_rows(), path)
+
+
+def render_grid(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], path: Path, size: int = SIZE,
+                cols: int = COLS) -> None:
+    """Rows of labelled kernels (each shown on a ``size`` canvas, scaled to its own maximum) as one PNG."""
+    cell = size * ZOOM
     title_h = LABEL_H + 2
-    W = COLS * cell + (COLS + 1) * PAD
+    W = cols * cell + (cols + 1) * PAD
     H = len(rows) * (title_h + cell + LABEL_H + PAD) + PAD
     img = Image.new("L", (W, H), 40)
     draw = ImageDraw.Draw(img)
@@ -66,7 +71,7 @@ def render(path: Path) -> None:
         draw.text((PAD, y), title, fill=230)
         y += title_h
         for j, (label, k) in enumerate(cells):
-            k = pad_kernel(k.double(), SIZE)
+            k = pad_kernel(k.double(), size)
             a = (k / k.max() * 255).round().clamp(0, 255).to(torch.uint8).numpy()
             tile = Image.fromarray(a, mode="L").resize((cell, cell), Image.NEAREST)
             x = PAD + j * (cell + PAD)

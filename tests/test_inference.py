@@ -194,3 +194,17 @@ def test_five_line_example(tmp_path):
     result = unblur.restore(photo.data, method="blind-l0", options={"kernel_size": 7})  # small kernel: fast test
     unblur.write_image(tmp_path / "sharp.png", result.image[0])
     assert (tmp_path / "sharp.png").is_file()
+
+
+def test_the_default_is_a_classical_method_or_a_network(monkeypatch):
+    """With neither method nor model, ``restore`` runs the default: a classical method, or a shipped network when
+    the default names a weight set; with a kernel, the non-blind default."""
+    import unblur.inference.restore as R
+
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert R.default_choice(True) == (R.NON_BLIND_DEFAULT, None)
+    monkeypatch.setattr(R, "DEFAULT_METHOD", "nafnet-tiny.motion")
+    assert R.default_choice(False) == (None, "nafnet-tiny.motion")
+    torch.testing.assert_close(R.restore(x).image, R.restore(x, model="nafnet-tiny.motion").image)
+    monkeypatch.setattr(R, "DEFAULT_METHOD", "wiener")
+    assert R.default_choice(False) == ("wiener", None)

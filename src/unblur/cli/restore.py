@@ -26,11 +26,14 @@ def _tile(value: str):
 
 
 def register(subparsers) -> None:
+    from ..inference.defaults import DEFAULT_METHOD, NON_BLIND_DEFAULT
+
     p = subparsers.add_parser(
         "restore",
         help="deblur photos with a classical method or a network",
-        description="Deblur photos. Outputs keep the input's file name, bit depth and alpha channel. "
-        "Without --method or --model: blind-l0 (blind classical method), or hqs-hl when --kernel is given.",
+        description="Deblur photos. Outputs keep the input's file name, bit depth, alpha channel and colour profile. "
+        f"Without --method or --model: {DEFAULT_METHOD} (blind; README.md says why), or {NON_BLIND_DEFAULT} when "
+        "--kernel is given.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, type=output_folder, metavar="OUTDIR",
@@ -48,7 +51,8 @@ def register(subparsers) -> None:
                         "for photos above 2048 px: 61 at 4000 px)")
     p.add_argument("--save-kernel", action=argparse.BooleanOptionalAction, default=None,
                    help="also write <stem>_kernel.png (the physical kernel used or estimated); default: on for "
-                        "blind classical methods, off otherwise; a network without a physical kernel writes none")
+                        "blind methods and networks that estimate one (gdunet), off otherwise; a network without a "
+                        "physical kernel writes none")
     p.add_argument("--save-filters", action="store_true",
                    help="networks: also write <stem>_filters.png, the filters the network applies to its features "
                         "(e.g. DeepRFTv2's FKE); they are not blur kernels")
@@ -69,7 +73,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..errors import InputError
-    from ..inference.restore import DEFAULT_METHOD, NON_BLIND_DEFAULT, load_model, resolve_device, restore_file
+    from ..inference.restore import default_choice, load_model, resolve_device, restore_file
     from ..inference.tiling import tile_progress
     from ..io import expand_inputs, match_kernels
     from .main import error
@@ -77,11 +81,13 @@ def run(args) -> int:
     out_dir = Path(args.output)
     check_output_folder(out_dir)
     device = resolve_device(args.device)
-    options, method = {}, None
-    if args.model is None:
+    options, method, model_name = {}, None, args.model
+    if args.model is None and args.method is None:
+        method, model_name = default_choice(args.kernel is not None)
+    if model_name is None:
         from ..classical import METHODS
 
-        method = args.method or (NON_BLIND_DEFAULT if args.kernel is not None else DEFAULT_METHOD)
+        method = method or args.method
         if method not in METHODS:
             raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
         if METHODS[method].blind and args.kernel is not None:
@@ -94,12 +100,12 @@ def run(args) -> int:
             options["kernel_size"] = args.kernel_size
     elif args.kernel_size is not None:
         raise InputError("--kernel-size sets the size of the kernel a blind classical method estimates (--method)")
-    model = load_model(args.model) if args.model is not None else None
+    model = load_model(model_name) if model_name is not None else None
     if model is not None and getattr(model, "blind", True) and args.kernel is not None:
-        raise InputError(f"network {args.model!r} is blind (it estimates the blur itself); --kernel needs a "
+        raise InputError(f"network {model_name!r} is blind (it estimates the blur itself); --kernel needs a "
                          "non-blind method or network")
     if model is not None and not getattr(model, "blind", True) and args.kernel is None:
-        raise InputError(f"network {args.model!r} is non-blind: give the blur kernel with --kernel FILE_OR_DIR")
+        raise InputError(f"network {model_name!r} is non-blind: give the blur kernel with --kernel FILE_OR_DIR")
 
     paths, errors = expand_inputs(args.inputs)
     failed = 0
@@ -112,14 +118,16 @@ def run(args) -> int:
         return 1
     kernels = match_kernels(paths, args.kernel) if args.kernel is not None else {p: None for p in paths}
 
-    # A blind classical method's estimated kernel is part of its result: write it unless told not to.
-    save_kernel = args.save_kernel if args.save_kernel is not None else (method is not None and METHODS[method].blind)
+    # The kernel a blind method or network estimates is part of its result: write it unless told not to.
+    estimates = (method is not None and METHODS[method].blind) or (
+        model is not None and getattr(model, "blind", True) and getattr(model, "physical_kernels", False))
+    save_kernel = args.save_kernel if args.save_kernel is not None else estimates
     if args.save_filters and model is None:
         raise InputError("--save-filters applies to networks (--model)")
     no_kernel = model is not None and getattr(model, "blind", True) and not getattr(model, "physical_kernels", False)
     if save_kernel and no_kernel:
         if not args.quiet:
-            print(f"unblur: note: {args.model} estimates no physical blur kernel; no _kernel.png is written"
+            print(f"unblur: note: {model_name} estimates no physical blur kernel; no _kernel.png is written"
                   f"{' (its feature filters: --save-filters)' if _has_filters(model) else ''}", file=sys.stderr)
         save_kernel = False
 

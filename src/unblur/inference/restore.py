@@ -24,13 +24,13 @@ from ..errors import InputError
 from ..io.atomic import check_name_length
 from ..io.images import FLOAT_RANGE, FORMATS, ICC_FORMATS
 from ..physics.kernels import as_kernel, pad_kernel
+from .defaults import DEFAULT_METHOD, NON_BLIND_DEFAULT
 from .tiling import choose_tile_size, tiled_apply
 
 __all__ = ["RestoreResult", "restore", "restore_file", "resolve_device", "load_model", "DEFAULT_METHOD", "NON_BLIND_DEFAULT",
+           "default_choice",
            "output_paths"]
 
-DEFAULT_METHOD = "blind-l0"  # with neither method nor model
-NON_BLIND_DEFAULT = "hqs-hl"  # ... when a kernel is given
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 KERNEL_SIZE = 65  # size of the PSFs networks are asked to estimate
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -69,6 +69,14 @@ def resolve_device(device=None, like: torch.Tensor | None = None) -> torch.devic
 
 
 _MODEL_CACHE: dict[str, nn.Module] = {}
+
+
+def default_choice(kernel_given: bool) -> tuple[str | None, str | None]:
+    """``(method, model)`` run when neither is named: :data:`NON_BLIND_DEFAULT` with a kernel, else
+    :data:`DEFAULT_METHOD` (a weight set name such as ``gdunet-tiny.motion`` means a network)."""
+    if kernel_given:
+        return NON_BLIND_DEFAULT, None
+    return (None, DEFAULT_METHOD) if "." in DEFAULT_METHOD else (DEFAULT_METHOD, None)
 
 
 def load_model(name: str) -> nn.Module:
@@ -216,13 +224,14 @@ def restore(
     """
     if method is not None and model is not None:
         raise InputError("give either a classical method or a model, not both")
+    if method is None and model is None:
+        method, model = default_choice(kernel is not None)
     x = _as_batch(image)
     dev = resolve_device(device, like=x)
     x = x.to(device=dev, dtype=torch.float32)
     if model is None:
         from ..classical import deblur
 
-        method = method or (NON_BLIND_DEFAULT if kernel is not None else DEFAULT_METHOD)
         k = _as_kernel(kernel, x) if kernel is not None else None
         res = deblur(x, kernel=k, method=method, **(options or {}))
         return RestoreResult(res.image.float().clamp(0, 1), res.kernel)
