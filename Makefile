@@ -16,10 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The shipped network, the best blind method on Kodak24 (benchmarks/motion_kodak24.md), with its FKE feature
-# filters (not a blur kernel); the classical blind method, which estimates a physical kernel and writes it:
-# `make demo DEMO_ARGS="--method blind-l0"`.
-DEMO_ARGS ?= --model deeprftv2-tiny --save-filters
+# The default of `unblur restore` (README, "The default"): it writes the restored photo, the before/after picture
+# and the estimated kernel. A network instead: `make demo DEMO_ARGS="--model deeprftv2-tiny --save-filters"`.
+DEMO_ARGS ?=
 
 demo: $(STAMP)
 	$(BIN)/unblur restore src/unblur/samples/blurred_camera.png -o demo-output $(DEMO_ARGS) --overwrite --side-by-side

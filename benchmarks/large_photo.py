@@ -68,13 +68,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def aligned(est: np.ndarray, ref: np.ndarray, crop: int, max_shift: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Central crops of ``est`` and ``ref`` after the whole-pixel shift (up to ``max_shift`` px) that best
-    matches a 512x512 window of their centres: a blind estimate is defined up to a translation."""
+    matches a window (512 px, less on small photos) of their centres: a blind estimate is defined up to a translation."""
     from unblur.metrics import align_to_reference
 
     h, w = ref.shape[:2]
     m = max_shift
-    top, left = h // 2 - 256 - m, w // 2 - 256 - m
-    win = (slice(top, top + 512 + 2 * m), slice(left, left + 512 + 2 * m))
+    half = min(256, min(h, w) // 2 - m)  # a 512 px window, smaller on small photos
+    top, left = h // 2 - half - m, w // 2 - half - m
+    win = (slice(top, top + 2 * half + 2 * m), slice(left, left + 2 * half + 2 * m))
     grey = lambda a: torch.from_numpy(np.ascontiguousarray(a[win].mean(-1)))[None]  # noqa: E731
     _, (dy, dx) = align_to_reference(grey(est), grey(ref), max_shift=m, step=1.0, crop=m)
     dy, dx = int(round(dy)), int(round(dx))
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     y8 = (y * 255).round().astype(np.uint8)
     del y
     sharp = sharp_big[pad // 2:pad // 2 + H, pad // 2:pad // 2 + W]
-    c = 200  # central crop: the frame's outer band holds scene that the blur brought in from outside
+    c = min(200, min(W, H) // 8)  # central crop: the outer band holds scene that the blur brought in from outside
     p_in = psnr(y8[c:-c, c:-c] / 255, sharp[c:-c, c:-c])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

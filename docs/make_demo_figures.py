@@ -1,15 +1,15 @@
 """Render the README's demo pictures from what `make demo` runs (Pillow only).
 
 Run from the repository root:  .venv/bin/python docs/make_demo_figures.py [--scores-only] [restore options]
-e.g. ``--model deeprftv2-tiny`` (default, as ``make demo``) or ``--method blind-l0``: the same options as
-``unblur restore``.
+Without options: ``unblur restore``'s default method, as ``make demo``; or e.g. ``--model deeprftv2-tiny``: the same
+options as ``unblur restore``.
 ``--scores-only`` prints the scores and writes no picture (how the README's numbers for other methods are made).
 ``--prefix NAME`` names the pictures ``NAME_before_after.png`` and ``NAME_kernels.png`` (default ``demo``, what
-``make demo`` runs; the README's classical comparison uses ``--method blind-l0 --prefix demo_blind_l0``).
+``make demo`` runs; the README's network comparison uses ``--model deeprftv2-tiny --prefix demo_deeprftv2``).
 
 Writes ``docs/images/demo_before_after.png`` (the bundled blurred sample left, the result right, the picture
 ``unblur restore --side-by-side`` writes) and, when the method gives a physical blur kernel (``--save-kernel``
-writes one: blind classical methods; not DeepRFTv2, whose FKE filters act on features), ``docs/images/
+writes one: blind classical methods, GDUNet; not DeepRFTv2, whose FKE filters act on features), ``docs/images/
 PREFIX_kernels.png`` (the true kernel the sample was blurred with, left, and the estimated kernel, right; each
 scaled to its own maximum, on a common support, magnified with nearest-neighbour pixels). Prints PSNR/SSIM of the
 input and the result against the sharp photo.
@@ -54,7 +54,6 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--prefix", default="demo")
     args, options = ap.parse_known_args(argv)  # the rest goes to `unblur restore`
     scores_only, prefix = args.scores_only, args.prefix
-    options = options or ["--model", "deeprftv2-tiny"]
     blurred = SAMPLES / "blurred_camera.png"
     with tempfile.TemporaryDirectory() as tmp:
         pictures = [] if scores_only else ["--save-kernel", "--side-by-side"]

@@ -214,6 +214,11 @@ def test_local_mean_matches_a_brute_force_window_mean():
             ref[..., i, j] = x[..., i0:i0 + 4, j0:j0 + 7].mean((-2, -1))
     torch.testing.assert_close(got, ref)
     torch.testing.assert_close(local_mean(x, (50, 50)), x.mean((-2, -1), keepdim=True).expand_as(x))
+    # large windows: computed on a pooled map; on a smooth map within a small fraction of the local variation
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, 200), torch.linspace(0, 5, 260), indexing="ij")
+    smooth = (torch.sin(yy) * torch.cos(xx))[None, None].double()
+    exact = local_mean(smooth, (64, 96), cells=10 ** 9)
+    assert (local_mean(smooth, (64, 96)) - exact).abs().max() < 0.05 * (exact.max() - exact.min())
 
 
 def _astronaut(size: int) -> torch.Tensor:

@@ -104,11 +104,25 @@ def _clamped_box_mean(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return (c.index_select(dim, start + size) - c.index_select(dim, start)) / size
 
 
-def local_mean(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+def local_mean(x: torch.Tensor, window: tuple[int, int], cells: int = 8) -> torch.Tensor:
     """Per-pixel mean of ``x`` (B, C, H, W) over a ``window`` (h, w) around it, shifted to stay inside the map
-    (TLC's local statistics; a window as large as the map is the global mean). Sums run in float64."""
-    y = _clamped_box_mean(x.double(), max(int(window[0]), 1), -2)
-    return _clamped_box_mean(y, max(int(window[1]), 1), -1).to(x.dtype)
+    (TLC's local statistics; a window as large as the map is the global mean). Sums run in float64.
+
+    ``cells``: windows larger than ``cells`` px per side are computed on a map average-pooled by
+    ``window // cells`` and interpolated back (bilinear): statistics over hundreds of pixels vary slowly, and the
+    full-resolution sums would cost more than the block they feed.
+    """
+    H, W = x.shape[-2:]
+    wh, ww = min(max(int(window[0]), 1), H), min(max(int(window[1]), 1), W)
+    if wh == H and ww == W:
+        return x.mean((-2, -1), keepdim=True, dtype=torch.float64).to(x.dtype).expand_as(x)
+    step = max(1, min(wh, ww) // cells)
+    if step == 1:
+        y = _clamped_box_mean(x.double(), wh, -2)
+        return _clamped_box_mean(y, ww, -1).to(x.dtype)
+    small = F.avg_pool2d(x.double(), step, ceil_mode=True)
+    y = _clamped_box_mean(_clamped_box_mean(small, max(wh // step, 1), -2), max(ww // step, 1), -1)
+    return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False).to(x.dtype)
 
 
 class SimplifiedChannelAttention(nn.Module):

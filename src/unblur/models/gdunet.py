@@ -227,3 +227,13 @@ class GDUNet(RestorationModel):
             outputs.append((dom.crop(u), 1.0))
             kernels.append(k)
         return {"outputs": outputs, "kernels": kernels}
+
+
+# Shipped weight sets (docs/weights.md tells how each was trained).
+register_weights(
+    "gdunet-tiny", "motion", blind=True, blur=("motion",),
+    data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.03) with kernel targets, "
+         "configs/gdunet-tiny-motion.yaml",
+    steps="2400 (2-core CPU, crops 128, batch 4; a first run: below nafnet-tiny, see docs/models/gdunet.md)",
+    scores="see benchmarks/motion_kodak24.md and benchmarks/levin.md",
+)
