@@ -410,3 +410,20 @@ def test_interrupted_blur_leaves_no_incomplete_set_and_a_rerun_completes_it(shar
     for f in (tmp_path / "ref").rglob("*"):
         if f.is_file():
             assert (tmp_path / "o" / f.relative_to(tmp_path / "ref")).read_bytes() == f.read_bytes()
+
+
+def test_restore_gdunet_writes_its_kernel_by_default_at_the_kernel_size_asked(tmp_path, capsys):
+    """A network that estimates a physical kernel writes it by default (like blind methods); ``--kernel-size``
+    sets its size for such a network and is refused for one without a kernel."""
+    d = tmp_path / "in"
+    d.mkdir()
+    _save_rgb(d / "p.png", _scene(48, 40, seed=1))
+    assert main(["restore", str(d / "p.png"), "-o", str(tmp_path / "a"), "--model", "gdunet-tiny.motion",
+                 "--kernel-size", "41", "--quiet", "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "a" / "p_kernel.png").size == (65, 65)  # reported on the common 65 px canvas
+    assert main(["restore", str(d / "p.png"), "-o", str(tmp_path / "b"), "--model", "gdunet-tiny.motion",
+                 "--kernel-size", "81", "--quiet", "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "b" / "p_kernel.png").size == (81, 81)
+    assert main(["restore", str(d / "p.png"), "-o", str(tmp_path / "c"), "--model", "nafnet-tiny.motion",
+                 "--kernel-size", "41", "--quiet"]) == 2
+    assert "estimates none" in capsys.readouterr().err

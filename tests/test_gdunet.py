@@ -78,3 +78,18 @@ def test_training_step_uses_kernel_targets_and_reblur():
     total.backward()
     assert {"pixel", "kernel", "reblur"} <= set(parts)
     assert net.log_gamma.grad is not None and net.fusions[0].conv.weight.grad.abs().sum() > 0
+
+
+def test_restore_takes_the_kernel_from_the_same_pass(monkeypatch):
+    """The restored image and the reported kernel come from one forward pass (no second run to estimate it)."""
+    from unblur.inference.restore import KERNEL_SIZE, restore
+
+    net = _net()
+    calls = []
+    forward_train = net.forward_train
+    monkeypatch.setattr(net, "forward_train", lambda *a, **k: calls.append(1) or forward_train(*a, **k))
+    x = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(5))
+    res = restore(x, model=net, tile=None)
+    assert len(calls) == 1 and res.kernel.shape == (1, 1, KERNEL_SIZE, KERNEL_SIZE)
+    torch.testing.assert_close(res.kernel, net.estimate_kernels(x, size=KERNEL_SIZE))
+    torch.testing.assert_close(res.image, net(x).clamp(0, 1))

@@ -47,8 +47,8 @@ def register(subparsers) -> None:
     p.add_argument("--kernel", metavar="FILE_OR_DIR",
                    help="blur kernel (.png/.npy) for all inputs, or a folder of kernels matched by file stem")
     p.add_argument("--kernel-size", type=int, metavar="K",
-                   help="blind methods: odd side of the kernel to estimate (must cover the blur; default 31, scaled up "
-                        "for photos above 2048 px: 61 at 4000 px)")
+                   help="blind methods and gdunet: odd side of the kernel to estimate (must cover the blur; default 31; "
+                        "blind-l0 scales it up for photos above 2048 px: 61 at 4000 px)")
     p.add_argument("--save-kernel", action=argparse.BooleanOptionalAction, default=None,
                    help="also write <stem>_kernel.png (the physical kernel used or estimated); default: on for "
                         "blind methods and networks that estimate one (gdunet), off otherwise; a network without a "
@@ -98,9 +98,16 @@ def run(args) -> int:
             if not METHODS[method].blind:
                 raise InputError("--kernel-size sets the size of the kernel a blind method estimates")
             options["kernel_size"] = args.kernel_size
-    elif args.kernel_size is not None:
-        raise InputError("--kernel-size sets the size of the kernel a blind classical method estimates (--method)")
     model = load_model(model_name) if model_name is not None else None
+    if model is not None and args.kernel_size is not None:
+        if not hasattr(model, "kernel_size"):
+            raise InputError(f"--kernel-size sets the size of the kernel a blind method or a kernel-estimating "
+                             f"network (gdunet) estimates; {model_name!r} estimates none")
+        if args.kernel_size < 3 or args.kernel_size % 2 == 0:
+            raise InputError(f"--kernel-size must be odd and >= 3, got {args.kernel_size}")
+        from ..models import create
+
+        model = create(model_name, pretrained=True, kernel_size=args.kernel_size)  # same weights, larger kernels
     if model is not None and getattr(model, "blind", True) and args.kernel is not None:
         raise InputError(f"network {model_name!r} is blind (it estimates the blur itself); --kernel needs a "
                          "non-blind method or network")
