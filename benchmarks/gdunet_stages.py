@@ -1,7 +1,8 @@
 """GDUNet stage by stage on the Kodak24 motion set: PSNR of every stage's image and kernel PSNR of every stage's
 kernel (what each unrolled stage adds), the protocol of ``motion_kodak24.py`` (same seeded blur, 8-bit in and out).
 
-    python benchmarks/gdunet_stages.py [--data ../shared/data/test/Kodak24] [--weights FILE] [--out FILE.md]
+    python benchmarks/gdunet_stages.py [--data ../shared/data/test/Kodak24] [--weights FILE --arg KEY=VALUE]
+                                       [--out FILE.md]
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/test/Kodak24")
     ap.add_argument("--weights", default=None, help="a safetensors export (default: the shipped gdunet-tiny.motion)")
+    ap.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="model argument for --weights (e.g. edge_ratio=10), as in the training config's model.args")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".md"))
     args = ap.parse_args(argv)
@@ -32,7 +35,11 @@ def main(argv=None) -> int:
         print(f"data folder {args.data} not found; nothing to do", file=sys.stderr)
         return 0
     torch.set_num_threads(args.threads)
-    net = create("gdunet-tiny", weights=args.weights) if args.weights else create("gdunet-tiny.motion", pretrained=True)
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args.arg)}
+    net = (create("gdunet-tiny", weights=args.weights, **overrides) if args.weights
+           else create("gdunet-tiny.motion", pretrained=True, **overrides))
     paths, _ = expand_inputs([args.data])
     images, kernels = [], []
     for pr in degrade(paths, "cpu"):
@@ -47,7 +54,7 @@ def main(argv=None) -> int:
         "# GDUNet stage by stage (Kodak24 motion)",
         "",
         f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {args.threads} thread(s); weights: "
-        f"{args.weights or 'gdunet-tiny.motion (shipped)'}",
+        f"{args.weights or 'gdunet-tiny.motion (shipped)'}{' ' + ' '.join(args.arg) if args.arg else ''}",
         f"- {len(images)} images, the seeded blur of `motion_kodak24.py`; mean PSNR of each stage's image (8-bit), "
         "mean kernel PSNR of each stage's kernel (best shift within 4 px)",
         "",

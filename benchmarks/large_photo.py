@@ -36,6 +36,7 @@ from PIL import Image
 
 from unblur.physics import MotionBlurGenerator, conv2d
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from motion_kodak24 import merge_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
                                                      "gdunet-tiny.motion"],
                     help="classical method names and shipped weight sets (name.tag)")
     ap.add_argument("--out", type=Path, default=None, help="write the table (markdown) here")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of --out for methods this run does not measure (same photo settings)")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"no training photos in {args.data}", file=sys.stderr)
@@ -143,6 +146,8 @@ def main(argv=None) -> int:
                         f"{f'{ksize[0]}x{ksize[1]}' if ksize else '-'} |")
             print(rows[-1], file=sys.stderr, flush=True)
             shutil.rmtree(out_dir)
+    if args.update and args.out is not None and args.out.is_file():
+        rows = merge_rows(args.out.read_text(), rows)
     md = "\n".join([
         f"Photo: {W}x{H} RGB ({W * H / 1e6:.0f} MP), camera shake {args.shake:g} px, {args.threads} threads.",
         "",

@@ -43,11 +43,13 @@ def test_kernel_size_is_an_option_with_the_same_weights():
         M.create("gdunet-tiny", kernel_size=30)
 
 
-def test_kernel_stage_recovers_the_true_kernel_from_the_sharp_image():
+@pytest.mark.parametrize("edge_ratio", [0.0, 10.0])
+def test_kernel_stage_recovers_the_true_kernel_from_the_sharp_image(edge_ratio):
     """With the sharp scene as the image estimate (and the learned kernel modules at their identity start),
-    the tapered closed-form least squares of a stage finds the blur: kernel PSNR up to 2 px shift far above
-    that of a centred delta (measured 38.9 dB vs 13.0 dB)."""
-    net = _net()
+    the tapered closed-form least squares of a stage finds the blur, on all gradients or on the salient edges
+    only (fewer data, a less exact fit on this ideal input): kernel PSNR up to 2 px shift far above that of a
+    centred delta (measured 38.9 and 31.4 dB vs 13.0)."""
+    net = _net(edge_ratio=edge_ratio)
     K = net.kernel_size
     sharp = _photo(96 + K - 1)
     k_true = pad_kernel(motion_kernel(17, generator=torch.Generator().manual_seed(3)), K)
@@ -61,7 +63,7 @@ def test_kernel_stage_recovers_the_true_kernel_from_the_sharp_image():
     delta = torch.zeros(K, K)
     delta[K // 2, K // 2] = 1
     got, base = kernel_psnr(k, k_true, max_shift=2), kernel_psnr(delta, k_true, max_shift=2)
-    assert got > 35 and base < 15, (got, base)
+    assert got > (35 if edge_ratio == 0 else 28) and base < 15, (got, base)
 
 
 def test_training_step_uses_kernel_targets_and_reblur():

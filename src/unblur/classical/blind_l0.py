@@ -46,7 +46,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..physics.boundary import Domain, gradient_otfs, gradients
+from ..physics.boundary import Domain, gradient_otfs, gradients, salient_edges
 from ..physics.kernels import project_kernel, trim_kernel
 from ..physics.solvers import FourierDataStep, kernel_step
 from .hqs import hqs
@@ -78,23 +78,6 @@ def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(img.shape[-2:]) == tuple(size):
         return img
     return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def salient_edges(gh: torch.Tensor, gv: torch.Tensor, count: int, threshold: float | None = None):
-    """Mask (1, 1, H, W) of the gradients above ``threshold``; ``None`` picks the largest threshold
-    that keeps at least ``count`` pixels in each of 4 orientation bins (Cho & Lee 2009). Returns
-    (mask, threshold)."""
-    mag = torch.sqrt(gh * gh + gv * gv)
-    if threshold is None:
-        angle = torch.atan2(gv, gh).remainder(math.pi)
-        bins = (angle / (math.pi / 4)).long().clamp_max(3)
-        levels = []
-        for b in range(4):
-            v = mag[bins == b]
-            if v.numel():
-                levels.append(v.topk(min(count, v.numel())).values[-1])
-        threshold = float(torch.stack(levels).min()) if levels else 0.0
-    return (mag >= threshold).to(gh.dtype), threshold
 
 
 def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max, mu_rate=3.0):

@@ -58,6 +58,32 @@ def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.roll(-1, -1) - x, x.roll(-1, -2) - x
 
 
+def salient_edges(gh: torch.Tensor, gv: torch.Tensor, count: int, threshold: float | None = None):
+    """Mask (1, 1, H, W) of the gradients above ``threshold``; ``None`` picks the largest threshold
+    that keeps at least ``count`` pixels in each of 4 orientation bins (Cho & Lee 2009). Returns
+    (mask, threshold)."""
+    mag = torch.sqrt(gh * gh + gv * gv)
+    if threshold is None:
+        angle = torch.atan2(gv, gh).remainder(math.pi)
+        bins = (angle / (math.pi / 4)).long().clamp_max(3)
+        levels = []
+        for b in range(4):
+            v = mag[bins == b]
+            if v.numel():
+                levels.append(v.topk(min(count, v.numel())).values[-1])
+        threshold = float(torch.stack(levels).min()) if levels else 0.0
+    return (mag >= threshold).to(gh.dtype), threshold
+
+
+def salient_edge_mask(x: torch.Tensor, count: int) -> torch.Tensor:
+    """:func:`salient_edges` per sample of ``x`` (B, C, H, W), on its channel mean: a (B, 1, H, W) mask of the
+    strongest gradients (at least ``count`` per orientation bin), a constant for autograd."""
+    with torch.no_grad():
+        gh, gv = gradients(x.mean(1, keepdim=True).float())
+        masks = [salient_edges(gh[b, 0], gv[b, 0], count)[0] for b in range(x.shape[0])]
+    return torch.stack(masks)[:, None].to(x.dtype)
+
+
 def gradient_otfs(shape: tuple[int, int], device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """OTFs (half spectrum) of :func:`gradients` on an (H, W) domain."""
     dh = torch.tensor([[1.0, -1.0]], device=device, dtype=dtype)  # centre (0, 1): x[j+1] - x[j]
