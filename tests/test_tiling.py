@@ -245,7 +245,8 @@ def test_local_statistics_only_in_eval_on_inputs_larger_than_the_window():
 def test_tiled_shipped_deeprftv2_agrees_with_the_whole_image_with_local_statistics():
     """DeepRFTv2's global pieces (one Fourier kernel estimate per map, channel attention over the whole map) make
     tiles differ from the whole photo; with local statistics (TLC: windows smaller than the tiles) they agree
-    better. Measured on a 480 px photo, 256 px tiles (overlap 32), window 128: 31.1 dB -> 35.7 dB."""
+    better. On a 480 px photo, 256 px tiles (overlap 32), window 128: 31.1 dB -> 35.7 dB
+    (benchmarks/tiling_agreement.md)."""
     import unblur.models as M
     from unblur.metrics import psnr
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..errors import InputError
 from ..io.atomic import check_name_length
-from ..io.images import FLOAT_RANGE, FORMATS, ICC_FORMATS
+from ..io.images import FLOAT_RANGE, FORMATS, check_profile_writable
 from ..physics.kernels import as_kernel, pad_kernel
 from .defaults import DEFAULT_METHOD, NON_BLIND_DEFAULT
 from .tiling import choose_tile_size, tiled_apply
@@ -361,9 +361,7 @@ def restore_file(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output folder {out_dir} is not a folder")
     loaded = read_image(in_path)
-    if loaded.icc_profile and FORMATS[targets["image"].suffix.lower()] not in ICC_FORMATS:
-        raise InputError(f"{in_path}: the photo has an ICC colour profile and {targets['image'].suffix} files cannot "
-                         "hold one; convert the input to PNG or TIFF first")
+    check_profile_writable(targets["image"], loaded.icc_profile)  # before the work, not after
     result = restore(
         loaded.data, method=method, model=model, kernel=kernel, device=device, tile=tile,
         precision=precision, options=options, estimate_kernel=save_kernel, estimate_filters=save_filters,

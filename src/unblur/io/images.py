@@ -356,6 +356,15 @@ def _icc_profile(path: Path) -> bytes | None:
 ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")  # formats that hold an ICC profile (not BMP)
 
 
+def check_profile_writable(path: str | os.PathLike, icc_profile: bytes | None) -> None:
+    """One-line :class:`InputError` when ``path``'s format cannot hold the ICC profile (colours would silently
+    change meaning); callers check before the work, :func:`write_image` again when writing."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if icc_profile and fmt is not None and fmt not in ICC_FORMATS:
+        raise InputError(f"cannot write image {path}: the photo has an ICC colour profile and {fmt} files cannot "
+                         "hold one; convert the input to PNG or TIFF first")
+
+
 # ----------------------------------------------------------------------------------------- writing
 
 def _chw_array(t, what: str, path: Path) -> np.ndarray:
@@ -506,9 +515,7 @@ def write_image(
         raise InputError(f"cannot write image {path}: unsupported extension {path.suffix!r} (use one of {known})")
     if bit_depth not in (8, 16):
         raise InputError(f"cannot write image {path}: bit_depth must be 8 or 16, got {bit_depth}")
-    if icc_profile and fmt not in ICC_FORMATS:
-        raise InputError(f"cannot write image {path}: the photo has an ICC colour profile and {fmt} files cannot "
-                         "hold one; convert the input to PNG or TIFF first")
+    check_profile_writable(path, icc_profile)
     arr = _chw_array(data, "image", path)
     if arr.shape[-1] not in (1, 3):
         raise InputError(f"cannot write image {path}: expected 1 or 3 channels, got {arr.shape[-1]}")
