@@ -36,9 +36,9 @@ def quantise(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round() / 255
 
 
-def degrade(paths: list[Path], device) -> list[dict]:
+def degrade(paths: list[Path], device, noise: float = NOISE) -> list[dict]:
     """Blur every photo with its own seeded kernel (same pairs on every run and machine)."""
-    pipe = DegradationPipeline.from_name("motion", kernel_size=KERNEL_SIZE, noise_sigma=NOISE, mode="valid")
+    pipe = DegradationPipeline.from_name("motion", kernel_size=KERNEL_SIZE, noise_sigma=noise, mode="valid")
     pairs = []
     for i, p in enumerate(paths):
         g = torch.Generator().manual_seed(SEED + i)

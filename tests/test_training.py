@@ -94,6 +94,7 @@ def test_config_file_overrides_and_paths(tmp_path, monkeypatch):
     ("train.data.kernel_size=8", "key 'train.data.kernel_size' must be an odd integer >= 1, got 8"),
     ("train.data.noise_sigma=[0.2,0.1]", "key 'train.data.noise_sigma' must satisfy 0 <= low <= high"),
     ("train.ema=true", "key 'train.ema' must be a number, got True"),
+    ("train.data.max_images=0", "key 'train.data.max_images' must be >= 1 or null"),
     ("lr=0.1", "unknown key 'lr'; did you mean 'optim.lr'?"),
 ])
 def test_config_errors_are_one_line(tmp_path, override, message):
@@ -218,6 +219,10 @@ def test_synthetic_dataset_determinism_and_splits(tmp_path):
     val = SyntheticBlurDataset(root, crop_size=16, kernel_size=9, seed=3, split="val", holdout=2, length=4)
     assert len(val) == 4 and torch.equal(val[3]["blurred"], val[(7, 3)]["blurred"])  # val ignores the epoch
     assert not set(ds.files) & set(val.files) and len(ds.files) == 3 and len(val.files) == 2
+    few = SyntheticBlurDataset(root, crop_size=16, kernel_size=9, seed=3, holdout=2, max_images=2)
+    assert few.files == ds.files[:2] and len(few) == 2  # a small-data ablation: the first N training images
+    with pytest.raises(InputError, match="max_images"):
+        SyntheticBlurDataset(root, crop_size=16, kernel_size=9, max_images=0)
 
 
 def test_synthetic_pairs_are_aligned(tmp_path):

@@ -16,23 +16,10 @@ from __future__ import annotations
 import torch
 
 from ..physics.boundary import Domain, gradient_otfs
+from ..physics.noise import estimate_noise_sigma
 from ..physics.solvers import fourier_data_step
 
-_MAD_TO_SIGMA = 1.0 / 0.6744897501960817  # 1 / Phi^-1(3/4)
-
-
-def estimate_noise_sigma(image: torch.Tensor) -> torch.Tensor:
-    """Robust per-image estimate of the standard deviation of white Gaussian noise, shape (B, 1, 1, 1).
-
-    Uses the finest diagonal Haar detail ``(a - b - c + d) / 2`` of non-overlapping 2x2 blocks
-    (unit gain for white noise, nearly blind to blurred image content) and the median absolute
-    deviation (Donoho & Johnstone 1994), pooled over channels.
-    """
-    B, C, H, W = image.shape
-    x = image[..., : H - H % 2, : W - W % 2].float()
-    hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
-    mad = hh.reshape(B, -1).abs().median(dim=1).values
-    return (mad * _MAD_TO_SIGMA).view(B, 1, 1, 1).to(image.dtype)
+__all__ = ["estimate_noise_sigma", "noise_sigma", "wiener"]
 
 
 def noise_sigma(image: torch.Tensor, sigma, floor: float = 1e-3) -> torch.Tensor:

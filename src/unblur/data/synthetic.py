@@ -59,6 +59,8 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
         noise_sigma: Gaussian noise std (on [0, 1] images), or a ``(low, high)`` range drawn per item.
         length: items per epoch (default: number of images; larger values revisit images with new crops).
         seed: base seed. split: ``"train"`` or ``"val"``. holdout: see the module docstring.
+        max_images: use only the first ``max_images`` images of the split (sorted by path; e.g. a small-data
+            ablation); ``None``: all.
         augment: random flips / rot90 (train split only).
         pipeline: optional callable ``pipeline(sharp (1, 3, H, W), generator=g) -> dict(blurred, sharp, kernel)``
             replacing the default ``DegradationPipeline.from_name(kind, kernel_size, noise_sigma, "valid")``
@@ -69,7 +71,7 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, crop_size: int = 256, kind: str = "motion", kernel_size: int = 31,
                  noise_sigma: float | Sequence[float] = 0.01, length: int | None = None, seed: int = 0,
                  augment: bool = True, split: str = "train", holdout: int = 0,
-                 pipeline: Callable | None = None, return_kernel: bool = False):
+                 pipeline: Callable | None = None, return_kernel: bool = False, max_images: int | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"synthetic dataset: {self.root} is not a folder")
@@ -84,6 +86,10 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
             raise InputError(f"synthetic dataset: crop_size must be >= 1, got {crop_size}")
         train_idx, val_idx = holdout_split(len(files), holdout)
         self.files = [files[i] for i in (train_idx if split == "train" else val_idx)]
+        if max_images is not None:
+            if int(max_images) < 1:
+                raise InputError(f"synthetic dataset: max_images must be >= 1, got {max_images}")
+            self.files = self.files[: int(max_images)]
         self.crop_size, self.kind, self.kernel_size = int(crop_size), kind, int(kernel_size)
         if isinstance(noise_sigma, (list, tuple)):
             lo, hi = (float(s) for s in noise_sigma)

@@ -181,14 +181,12 @@ class GDUNet(RestorationModel):
 
             self.start.load_state_dict(create(start_from, pretrained=True).state_dict())
         self.proxes = nn.ModuleList(_prox(width, (blocks,) * levels, blocks, in_channels) for _ in range(self.stages))
-        self.priors = nn.ModuleList(GradientPrior(in_channels, prior_width) for _ in range(self.stages))
+        self._build_image_steps(in_channels, prior_width, beta, weight)
         self.kernel_proxes = nn.ModuleList(KernelProx() for _ in range(self.stages))
         # stage t reads the bottleneck of the proximal net that made u_{t-1}: P_0 for t = 1, P_{t-1} after
         bottlenecks = [start_width * 2 ** len(start_blocks)] + [width * 2 ** levels] * (self.stages - 1)
         self.attentions = nn.ModuleList(BlurPatternAttention(c) for c in bottlenecks)
         self.fusions = nn.ModuleList(KernelFusion() for _ in range(self.stages))
-        self.log_beta = nn.Parameter(torch.full((self.stages,), math.log(beta)))
-        self.log_weight = nn.Parameter(torch.full((self.stages,), math.log(weight)))
         self.log_gamma = nn.Parameter(torch.full((self.stages,), math.log(gamma)))
 
     @staticmethod
@@ -215,6 +213,19 @@ class GDUNet(RestorationModel):
         h_b = self.attentions[t](feat, K)
         return self.fusions[t](h_p, k_hat, h_b)
 
+    def _build_image_steps(self, channels: int, prior_width: int, beta: float, weight: float) -> None:
+        """The learned parts of the image steps: gradient priors ``G_t`` and the weights ``b_t, w_t``."""
+        self.priors = nn.ModuleList(GradientPrior(channels, prior_width) for _ in range(self.stages))
+        self.log_beta = nn.Parameter(torch.full((self.stages,), math.log(beta)))
+        self.log_weight = nn.Parameter(torch.full((self.stages,), math.log(weight)))
+
+    def _image_step(self, t: int, u: torch.Tensor, y_ext: torch.Tensor, otf: torch.Tensor, otfs_grad) -> torch.Tensor:
+        """Stage ``t``'s data step on the extended domain: the closed-form gradient-domain half-quadratic step."""
+        step = FourierDataStep(y_ext, otf, otfs_grad)
+        tx, ty = self.priors[t](*gradients(u))
+        w = self.log_weight[t].exp()
+        return step(beta=self.log_beta[t].exp(), u=u, weights=(w, w), targets=(tx, ty))
+
     def _forward(self, y: torch.Tensor) -> dict:
         K = self.kernel_size
         dom = Domain(y.shape[-2:], (K, K), device=y.device)
@@ -224,10 +235,7 @@ class GDUNet(RestorationModel):
         outputs, kernels = [(dom.crop(u), 1.0)], []
         for t in range(self.stages):
             k = self._kernel(t, u, y, feat, dom)
-            step = FourierDataStep(y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad)
-            tx, ty = self.priors[t](*gradients(u))
-            w = self.log_weight[t].exp()
-            x = step(beta=self.log_beta[t].exp(), u=u, weights=(w, w), targets=(tx, ty))
+            x = self._image_step(t, u, y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad)
             u, feat = self._apply_prox(self.proxes[t], x)
             outputs.append((dom.crop(u), 1.0))
             kernels.append(k)

@@ -22,10 +22,19 @@ from .kernels import (
     trim_kernel,
     project_kernel,
 )
-from .noise import GaussianNoise, PoissonGaussianNoise
+from .noise import GaussianNoise, PoissonGaussianNoise, estimate_noise_sigma
 from .color import linear_to_srgb, srgb_to_linear
 from .degradations import clip, jpeg, saturate
 from .operators import Blur
 from .pipeline import DegradationPipeline, crop_valid
 from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients, taper_window
 from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, kernel_step
+from .polar import amplitude_phase_lmmse, complex_lmmse_beta, radial_frequency
+from .defocus_map import (
+    DefocusMapGenerator,
+    LensAberration,
+    aberrated_disk,
+    random_depth_maps,
+    render_defocus,
+    thin_lens_radius,
+)

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["GaussianNoise", "PoissonGaussianNoise"]
+__all__ = ["GaussianNoise", "PoissonGaussianNoise", "estimate_noise_sigma"]
 
 
 def _draw_device(x: torch.Tensor, generator) -> torch.device:
@@ -122,3 +122,20 @@ class PoissonGaussianNoise:
 
     def __repr__(self) -> str:
         return f"PoissonGaussianNoise(gain={self.gain!r}, sigma={self.sigma!r})"
+
+
+_MAD_TO_SIGMA = 1.0 / 0.6744897501960817  # 1 / Phi^-1(3/4)
+
+
+def estimate_noise_sigma(image: torch.Tensor) -> torch.Tensor:
+    """Robust per-image estimate of the standard deviation of white Gaussian noise, shape (B, 1, 1, 1).
+
+    Uses the finest diagonal Haar detail ``(a - b - c + d) / 2`` of non-overlapping 2x2 blocks
+    (unit gain for white noise, nearly blind to blurred image content) and the median absolute
+    deviation (Donoho & Johnstone 1994), pooled over channels.
+    """
+    B, C, H, W = image.shape
+    x = image[..., : H - H % 2, : W - W % 2].float()
+    hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    mad = hh.reshape(B, -1).abs().median(dim=1).values
+    return (mad * _MAD_TO_SIGMA).view(B, 1, 1, 1).to(image.dtype)

@@ -105,6 +105,7 @@ SCHEMA: dict[str, Any] = {
             "kernel_size": Key(31, INT, _odd_pos),
             "noise_sigma": Key([0.0, 0.02], (float, int, list), _sigma),
             "holdout": Key(0, INT, _ge(0)),
+            "max_images": Key(None, OPT_INT, lambda v: None if v is None or v >= 1 else "must be >= 1 or null"),
             "length": Key(None, OPT_INT, lambda v: None if v is None or v >= 1 else "must be >= 1 or null"),
             "augment": Key(True, BOOL),
         },

@@ -126,7 +126,7 @@ class Trainer:
             train_ds = SyntheticBlurDataset(d.root, crop_size=d.crop_size, kind=d.blur, kernel_size=d.kernel_size,
                                             noise_sigma=d.noise_sigma, length=d.length, seed=t.seed,
                                             augment=d.augment, split="train", holdout=d.holdout,
-                                            return_kernel=self.kernel_targets)
+                                            return_kernel=self.kernel_targets, max_images=d.max_images)
         else:
             train_ds = PairedFolderDataset(d.root, layout=d.kind, split=d.split, crop_size=d.crop_size,
                                            augment=d.augment, seed=t.seed, length=d.length)

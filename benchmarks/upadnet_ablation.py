@@ -1,0 +1,114 @@
+"""UPADNet's claim, tested: amplitude/phase LMMSE data steps against the image-domain twin (the same unrolled
+network whose data step is the complex LMMSE, i.e. the core's closed-form image step), at three noise levels and
+with two amounts of training data.
+
+Test pairs: Kodak24 with `benchmarks/motion_kodak24.py`'s seeded motion kernels (31 px, `valid` blur, 8-bit), at
+Gaussian noise sigma 0.01, 0.03 and 0.05. Each ``--model LABEL MODEL WEIGHTS`` is scored (PSNR, SSIM, kernel PSNR
+within 4 px); the training runs behind the committed table are `benchmarks/upadnet_ablation_train.sh`.
+
+    python benchmarks/upadnet_ablation.py --model "UPADNet, all" upadnet-tiny runs/abl-ap-all.safetensors \\
+        --model "image twin, all" upadnet-tiny:decomposition=image runs/abl-im-all.safetensors [--limit N]
+
+``MODEL`` may carry constructor arguments after colons (``upadnet-tiny:decomposition=image``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+import torch
+
+from unblur.io import expand_inputs
+from unblur.metrics import kernel_psnr, psnr, ssim
+from unblur.models import create
+
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from motion_kodak24 import KERNEL_SIZE, SEED, degrade, network, quantise  # noqa: E402
+
+SIGMAS = (0.01, 0.03, 0.05)
+
+
+def build(model: str, weights: str) -> torch.nn.Module:
+    """``MODEL[:key=value...]`` with ``WEIGHTS`` (a safetensors file, or ``-``: a shipped weight set's own
+    weights for ``name.tag``, else the freshly built model)."""
+    name, *kv = model.split(":")
+    args = {k: _value(v) for k, v in (a.split("=", 1) for a in kv)}
+    if weights == "-":
+        return create(name, pretrained="." in name, **args).eval()
+    return create(name, weights=weights, **args).eval()
+
+
+def _value(v: str):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/test/Kodak24")
+    ap.add_argument("--model", action="append", nargs=3, default=[], metavar=("LABEL", "MODEL", "WEIGHTS"),
+                    required=True, help="a row: its label, MODEL[:key=value...] and a weights file (-: shipped or as built)")
+    ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
+    ap.add_argument("--limit", type=int, default=None, help="first N images only")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
+    args = ap.parse_args(argv)
+    if not Path(args.data).is_dir():
+        print(f"data folder {args.data} not found; nothing to do", file=sys.stderr)
+        return 0
+    torch.set_num_threads(args.threads)
+    paths, _ = expand_inputs([args.data])
+    paths = paths[: args.limit] if args.limit else paths
+    sets = {s: degrade(paths, "cpu", noise=s) for s in args.sigmas}
+    rows = [("blurred input", "-", {s: (sum(psnr(p["blurred"], p["sharp"]).item() for p in ps) / len(ps),
+                                         sum(ssim(p["blurred"], p["sharp"]).item() for p in ps) / len(ps), None)
+                                     for s, ps in sets.items()})]
+    for label, name, weights in args.model:
+        model = build(name, weights)
+        params = sum(p.numel() for p in model.parameters())
+        run, scores = network(model), {}
+        for s, pairs in sets.items():
+            ps, ss, kp = [], [], []
+            for pr in pairs:
+                out, k = run(pr)
+                out = quantise(out)
+                ps.append(psnr(out, pr["sharp"]).item())
+                ss.append(ssim(out, pr["sharp"]).item())
+                kp.append(kernel_psnr(k, pr["kernel"], max_shift=4))
+            n = len(pairs)
+            scores[s] = (sum(ps) / n, sum(ss) / n, sum(kp) / n)
+            print(f"{label} sigma {s}: {scores[s][0]:.2f} dB", file=sys.stderr)
+        rows.append((label, f"{params:,}", scores))
+    cols = " | ".join(f"sigma {s}: PSNR / SSIM / kernel PSNR" for s in args.sigmas)
+    table = [f"| model | parameters | {cols} |", "|---|---|" + "---|" * len(args.sigmas)]
+    for label, params, scores in rows:
+        cells = " | ".join(f"{p:.2f} / {q:.4f} / {'-' if k is None else f'{k:.2f}'}" for p, q, k in scores.values())
+        table.append(f"| {label} | {params} | {cells} |")
+    h, w = next(iter(sets.values()))[0]["blurred"].shape[-2:]
+    lines = [
+        "# UPADNet ablation: amplitude/phase vs image-domain data steps",
+        "",
+        f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {torch.get_num_threads()} threads; "
+        f"torch {torch.__version__}",
+        f"- {len(paths)} Kodak24 images, blurred size {h}x{w}, motion kernels {KERNEL_SIZE}x{KERNEL_SIZE} seeded "
+        f"from {SEED} (as benchmarks/motion_kodak24.py), Gaussian noise at each sigma, 8-bit input and output",
+        "- kernel PSNR: final stage kernel against the true one, best integer shift within 4 px",
+        "- training of each row: benchmarks/upadnet_ablation_train.sh (same config, steps, seed and start for both "
+        "decompositions; only the data step and the training photos differ)",
+        "",
+    ] + table
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

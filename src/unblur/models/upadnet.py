@@ -1,0 +1,137 @@
+"""UPADNet (Malek, Zhang, Lee, Monga, "Leveraging Phase Information to Boost Unrolled Network Learning for Image
+Deblurring", 2026): an unrolled blind deblurring network whose data step estimates the sharp image's Fourier
+*amplitude* and *phase* separately, each by a linear minimum-mean-squared-error (LMMSE) estimator.
+
+Only the paper's abstract and introduction are known; the derivation is ours (``docs/models/upadnet.md``). The
+network keeps GDUNet's blind skeleton (a NAFNet blind start, per stage a kernel update and an image update, NAFNet
+proximal modules) and replaces the image update::
+
+    u_0 = ext(y) + P_0(ext(y))
+    for t = 1 .. T:
+        k_t = kernel update (as GDUNet: closed-form gradient-domain least squares, kernel prox, attention, fusion)
+        U   = F(u_{t-1}),  s2 = n_t sigma(y)^2 H W                      noise of a spectrum coefficient
+        A^, phi^ = LMMSE of amplitude and phase of X from Y = F(ext y), K_t = F(k_t), prior centred on U with
+                   relative variances v_a,t(|w|), v_p,t(|w|)               physics.amplitude_phase_lmmse
+        u_t = x^ + P_t(x^),  x^ = F^-1(A^ exp(i phi^))
+    return crop(u_T) and k_1 .. k_T
+
+Learned per stage (the quantities the derivation fixes): the prior variance profiles ``v_a, v_p`` over the radial
+frequency (``profile_bins`` values, linearly interpolated) and the noise scale ``n_t``; the noise level ``sigma`` is
+estimated from the photo (:func:`unblur.physics.estimate_noise_sigma`).
+
+``decomposition="image"`` builds the ablation twin (benchmarks/upadnet_ablation.py): the same network whose data
+step is the complex LMMSE of the same statistical model, i.e. the core's closed-form image step
+``argmin |K X - Y|^2 + beta |X - U|^2`` with ``beta = s2 / (v |U|^2)``: one prior profile instead of two (the
+twin has ``T x profile_bins`` fewer parameters, 24 of about 0.8 M in the tiny size).
+
+Example:
+    >>> import torch
+    >>> from unblur.models import create
+    >>> net = create("upadnet-tiny").eval()
+    >>> out = net.forward_train(torch.rand(1, 3, 48, 40))
+    >>> out["outputs"][-1][0].shape, out["kernels"][-1].shape
+    (torch.Size([1, 3, 48, 40]), torch.Size([1, 1, 31, 31]))
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ..errors import InputError
+from ..physics.fft import irfft2, rfft2
+from ..physics.noise import estimate_noise_sigma
+from ..physics.polar import amplitude_phase_lmmse, complex_lmmse_beta, radial_frequency
+from ..physics.solvers import FourierDataStep
+from .gdunet import GDUNet
+from .registry import register_model, register_weights
+
+__all__ = ["UPADNet"]
+
+DECOMPOSITIONS = ("amplitude-phase", "image")
+_SIGMA_FLOOR = 1e-3  # the noise estimate's floor (a clean photo still has quantisation noise)
+
+
+def _profile(values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``values`` (R,) placed evenly on [0, 1] at the radii ``radius`` (any shape)."""
+    pos = radius.clamp(0, 1) * (values.numel() - 1)
+    lo = pos.floor().long().clamp(max=values.numel() - 2)
+    frac = pos - lo
+    return values[lo] * (1 - frac) + values[lo + 1] * frac
+
+
+@register_model(
+    "upadnet",
+    {
+        # GDUNet's sizes (docs/models/upadnet.md): a tiny size can start from gdunet-tiny.motion (init_from)
+        "tiny": dict(stages=3, kernel_size=31, start_width=12, start_blocks=(1, 1, 1, 2), width=8, levels=2,
+                     blocks=1, edge_ratio=10.0),
+        "small": dict(stages=3, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 4), width=24, levels=3,
+                      blocks=2, edge_ratio=10.0),
+        "paper": dict(stages=5, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 16), width=32, levels=4,
+                      blocks=2, edge_ratio=10.0),
+    },
+)
+class UPADNet(GDUNet):
+    """Unrolled amplitude/phase network (see the module doc).
+
+    Args:
+        decomposition: ``"amplitude-phase"`` (UPADNet) or ``"image"`` (the image-domain twin).
+        profile_bins: values of each learned radial profile.
+        amp_var, phase_var, noise_scale: initial prior variances and noise scale (learned per stage).
+        init_from: a shipped GDUNet weight set of the same shape (e.g. ``"gdunet-tiny.motion"``) whose shared
+            modules (blind start, kernel updates, proximal nets) start this network (training only).
+        The other arguments are GDUNet's (the gradient priors of its image step do not exist here).
+    """
+
+    def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
+                 width: int = 8, levels: int = 2, blocks: int = 1, gamma: float = 0.01, in_channels: int = 3,
+                 start_from: str | None = None, edge_ratio: float = 10.0, decomposition: str = "amplitude-phase",
+                 profile_bins: int = 8, amp_var: float = 1.0, phase_var: float = 1.0, noise_scale: float = 1.0,
+                 init_from: str | None = None):
+        if decomposition not in DECOMPOSITIONS:
+            raise InputError(f"UPADNet: decomposition must be one of {', '.join(DECOMPOSITIONS)}, got {decomposition!r}")
+        if int(profile_bins) < 2:
+            raise InputError(f"UPADNet: profile_bins must be >= 2, got {profile_bins}")
+        self.decomposition, self._bins = decomposition, int(profile_bins)
+        self._inits = (amp_var, phase_var, noise_scale)
+        super().__init__(stages=stages, kernel_size=kernel_size, start_width=start_width, start_blocks=start_blocks,
+                         width=width, levels=levels, blocks=blocks, gamma=gamma, in_channels=in_channels,
+                         start_from=start_from, edge_ratio=edge_ratio)
+        if init_from:
+            self._init_from(init_from)
+
+    def _build_image_steps(self, channels: int, prior_width: int, beta: float, weight: float) -> None:
+        amp_var, phase_var, noise_scale = self._inits
+        T, R = self.stages, self._bins
+        self.log_amp_var = nn.Parameter(torch.full((T, R), math.log(amp_var)))  # the twin's prior variance
+        if self.decomposition == "amplitude-phase":
+            self.log_phase_var = nn.Parameter(torch.full((T, R), math.log(phase_var)))
+        self.log_noise = nn.Parameter(torch.full((T,), math.log(noise_scale)))
+
+    def _init_from(self, name: str) -> None:
+        from .registry import create
+
+        theirs = create(name, pretrained=True).state_dict()
+        mine = self.state_dict()
+        shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+        if not any(k.startswith("proxes.") for k in shared):
+            raise InputError(f"UPADNet: {name!r} shares no stage modules with this size")
+        self.load_state_dict(shared, strict=False)
+
+    def _image_step(self, t: int, u: torch.Tensor, y_ext: torch.Tensor, otf: torch.Tensor, otfs_grad) -> torch.Tensor:
+        H, W = u.shape[-2:]
+        radius = radial_frequency((H, W), device=u.device)
+        sigma = estimate_noise_sigma(y_ext).detach().clamp_min(_SIGMA_FLOOR).float()
+        noise_var = self.log_noise[t].exp() * sigma ** 2 * (H * W)
+        floor = _SIGMA_FLOOR ** 2 * (H * W)  # a prior variance at least at the noise floor
+        amp_var = _profile(self.log_amp_var[t], radius).exp()
+        U = rfft2(u)
+        if self.decomposition == "image":
+            beta = complex_lmmse_beta(U, amp_var, noise_var, floor)
+            return FourierDataStep(y_ext, otf)(beta=beta, u=u)
+        phase_var = _profile(self.log_phase_var[t], radius).exp()
+        X = amplitude_phase_lmmse(rfft2(y_ext), otf, U, amp_var, phase_var, noise_var, floor)
+        return irfft2(X, s=(H, W)).to(u.dtype)
+
