@@ -278,3 +278,14 @@ def test_psnr_up_to_shift_finds_the_translation():
     assert (best > 38).all()  # noise of 0.01 -> ~40 dB once aligned
     assert (psnr(moved, ref) < 15).all()  # unaligned it is far worse
     assert (psnr_up_to_shift(moved, ref, max_shift=1) < 15).all()  # outside the search range: not found
+
+
+def test_ssim_skimage_variant_is_scikit_image_with_its_defaults(gray_pair, rgb_pair):
+    """The DPDD protocol's SSIM: scikit-image's defaults (7x7 uniform window, sample covariances)."""
+    x, y = gray_pair
+    assert float(ssim(_t(x), _t(y), variant="skimage")[0]) == pytest.approx(
+        structural_similarity(x, y, data_range=1.0), abs=1e-9)
+    x, y = rgb_pair
+    got = float(ssim(_t(x), _t(y), variant="skimage")[0])
+    assert got == pytest.approx(structural_similarity(x, y, data_range=1.0, channel_axis=-1), abs=1e-9)
+    assert abs(got - float(ssim(_t(x), _t(y))[0])) > 1e-3  # a different number from the Gaussian variant

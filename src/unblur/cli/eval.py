@@ -22,9 +22,10 @@ def register(subparsers) -> None:
     p.add_argument("results", metavar="RESULTS_DIR", help="folder of restored images")
     p.add_argument("reference", metavar="REFERENCE_DIR", help="folder of reference (sharp) images")
     p.add_argument("--border", type=int, default=0, metavar="N", help="ignore N pixels at every edge (default 0)")
-    p.add_argument("--ssim", choices=("gaussian", "matlab3d"), default="gaussian",
-                   help="SSIM variant: gaussian (per channel, 11x11 window, sigma 1.5; default) or matlab3d "
-                   "(MATLAB's ssim on the RGB volume, as in the GoPro/HIDE scripts)")
+    p.add_argument("--ssim", choices=("gaussian", "matlab3d", "skimage"), default="gaussian",
+                   help="SSIM variant: gaussian (per channel, 11x11 window, sigma 1.5; default), matlab3d "
+                   "(MATLAB's ssim on the RGB volume, as in the GoPro/HIDE scripts) or skimage (scikit-image's "
+                   "defaults: 7x7 uniform window, as in the DPDD defocus protocol)")
     p.add_argument("--csv", metavar="FILE", help="also write the table to a CSV file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing CSV file")
     p.set_defaults(func=run)

@@ -50,9 +50,10 @@ def register(subparsers) -> None:
                    help="blind methods and gdunet: odd side of the kernel to estimate (must cover the blur; default 31; "
                         "blind-l0 scales it up for photos above 2048 px: 61 at 4000 px)")
     p.add_argument("--save-kernel", action=argparse.BooleanOptionalAction, default=None,
-                   help="also write <stem>_kernel.png (the physical kernel used or estimated); default: on for "
-                        "blind methods and networks that estimate one (gdunet), off otherwise; a network without a "
-                        "physical kernel writes none")
+                   help="also write <stem>_kernel.png (the physical kernel used or estimated), or for a defocus "
+                        "network with a blur-radius map (fdikp) <stem>_defocus.png (16-bit grey, white = 16 px "
+                        "radius); default: on for blind methods and networks that estimate either, off otherwise; "
+                        "a network with neither writes none")
     p.add_argument("--save-filters", action="store_true",
                    help="networks: also write <stem>_filters.png, the filters the network applies to its features "
                         "(e.g. DeepRFTv2's FKE); they are not blur kernels")
@@ -126,19 +127,21 @@ def run(args) -> int:
     kernels = match_kernels(paths, args.kernel) if args.kernel is not None else {p: None for p in paths}
 
     # The kernel a blind method or network estimates is part of its result: write it unless told not to.
-    estimates = (method is not None and METHODS[method].blind) or (
+    radius_map = model is not None and bool(getattr(model, "radius_map", False))  # defocus map instead of a kernel
+    estimates = (method is not None and METHODS[method].blind) or radius_map or (
         model is not None and getattr(model, "blind", True) and getattr(model, "physical_kernels", False))
     save_kernel = args.save_kernel if args.save_kernel is not None else estimates
     if args.save_filters and model is None:
         raise InputError("--save-filters applies to networks (--model)")
-    no_kernel = model is not None and getattr(model, "blind", True) and not getattr(model, "physical_kernels", False)
+    no_kernel = (model is not None and getattr(model, "blind", True) and not radius_map
+                 and not getattr(model, "physical_kernels", False))
     if save_kernel and no_kernel:
         if not args.quiet:
             print(f"unblur: note: {model_name} estimates no physical blur kernel; no _kernel.png is written"
                   f"{' (its feature filters: --save-filters)' if _has_filters(model) else ''}", file=sys.stderr)
         save_kernel = False
 
-    conflicts = output_conflicts(paths, out_dir, save_kernel, args.side_by_side, args.save_filters)
+    conflicts = output_conflicts(paths, out_dir, save_kernel, args.side_by_side, args.save_filters, radius_map)
 
     # Progress bar on terminals only, for batches.
     bar = tqdm(paths, desc="restore", unit="image", disable=True if args.quiet or len(paths) < 2 else None, leave=False)
@@ -187,7 +190,8 @@ def _file_message(path: Path, err: Exception) -> str:
     return text if str(path) in text else f"{path}: {text}"
 
 
-def output_conflicts(paths, out_dir, save_kernel: bool, side_by_side: bool, save_filters: bool) -> dict:
+def output_conflicts(paths, out_dir, save_kernel: bool, side_by_side: bool, save_filters: bool,
+                     radius_map: bool = False) -> dict:
     """Inputs whose outputs another input of the batch already claims, or that would land on another
     input, with the one-line error for each (the first input to claim a file keeps it)."""
     from ..inference.restore import output_paths
@@ -196,7 +200,8 @@ def output_conflicts(paths, out_dir, save_kernel: bool, side_by_side: bool, save
     claimed: dict[Path, Path] = {}
     conflicts: dict[Path, str] = {}
     for p in paths:
-        outs = {Path(o).resolve(): o for o in output_paths(p, out_dir, save_kernel, side_by_side, save_filters).values()}
+        outs = {Path(o).resolve(): o
+                for o in output_paths(p, out_dir, save_kernel, side_by_side, save_filters, radius_map).values()}
         for key, out in outs.items():
             if key in claimed:
                 conflicts[p] = (f"{p}: its output {out} is also the output of {claimed[key]}; restore them into "

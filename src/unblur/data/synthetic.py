@@ -54,7 +54,9 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
     """Args:
         root: folder of sharp images (searched recursively).
         crop_size: side of the returned pairs.
-        kind: ``"motion"``, ``"defocus"``, ``"gaussian"`` or ``"mixed"`` (see ``unblur.physics.kernels``).
+        kind: ``"motion"``, ``"defocus"``, ``"gaussian"`` or ``"mixed"`` (see ``unblur.physics.kernels``), or
+            ``"defocus-map"``: spatially varying defocus of random scenes, half of them uniform disks, radii up to
+            ``(kernel_size - 1) / 2`` (``unblur.physics.DefocusPipeline``); items then carry the ``"radius"`` map.
         kernel_size: odd kernel support.
         noise_sigma: Gaussian noise std (on [0, 1] images), or a ``(low, high)`` range drawn per item.
         length: items per epoch (default: number of images; larger values revisit images with new crops).
@@ -150,8 +152,17 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
                 from ..physics.pipeline import DegradationPipeline
 
                 lo, hi = self.sigma_range
-                self._pipe = DegradationPipeline.from_name(kind=self.kind, kernel_size=self.kernel_size,
-                                                           noise_sigma=lo if lo == hi else (lo, hi), mode="valid")
+                sigma = lo if lo == hi else (lo, hi)
+                if self.kind == "defocus-map":  # spatially varying defocus: radii up to the kernel's half size
+                    from ..physics.defocus_map import DefocusPipeline
+
+                    half = (self.kernel_size - 1) // 2
+                    if half < 1:
+                        raise InputError("synthetic dataset: defocus-map needs kernel_size >= 3")
+                    self._pipe = DefocusPipeline((min(1.0, half), float(half)), noise=sigma or None, margin=half)
+                else:
+                    self._pipe = DegradationPipeline.from_name(kind=self.kind, kernel_size=self.kernel_size,
+                                                               noise_sigma=sigma, mode="valid")
         return self._pipe
 
     def __getitem__(self, key) -> dict:
@@ -173,7 +184,11 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
             raise InputError(f"synthetic dataset: degradation returned blurred {tuple(blurred.shape)} and sharp "
                              f"{tuple(sharp.shape)}, expected (3, {self.crop_size}, {self.crop_size})")
         item = {"blurred": blurred.float().contiguous(), "sharp": sharp.float().contiguous(), "index": index}
+        if "radius" in out:  # the blur-radius map of spatially varying defocus
+            item["radius"] = out["radius"][0].float().contiguous()
         if self.return_kernel:
+            if "kernel" not in out:
+                raise InputError(f"synthetic dataset: blur {self.kind!r} has no single kernel to return")
             k = out["kernel"]
             item["kernel"] = k.reshape(-1, *k.shape[-2:])[:1].float()
         return item

@@ -44,11 +44,18 @@ class RestoreResult:
     method estimated ((kh, kw) or (B, C|1, kh, kw)), or the one a network with physical kernels estimated
     ((B, 1, k, k), ``model.estimate_kernels``); else ``None``.
     ``filters``: filters a network applies to its features (``model.estimate_filters``, e.g. DeepRFTv2's FKE),
-    (B, n, s, s) normalised for display, when asked for (``estimate_filters=True``); they are not blur kernels."""
+    (B, n, s, s) normalised for display, when asked for (``estimate_filters=True``); they are not blur kernels.
+    ``radius_map``: the per-pixel defocus radius (pixels, (B, 1, H, W)) of a network that estimates spatially
+    varying defocus (``model.radius_map``, e.g. FDIKP), from the same pass as the image."""
 
     image: torch.Tensor
     kernel: torch.Tensor | None = None
     filters: torch.Tensor | None = None
+    radius_map: torch.Tensor | None = None
+
+
+# A blur-radius map is written as a 16-bit grey PNG: white = this many pixels of radius (fixed, so maps compare).
+RADIUS_MAP_SCALE = 16.0
 
 
 def resolve_device(device=None, like: torch.Tensor | None = None) -> torch.device:
@@ -131,18 +138,38 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()  # fp16/bf16 only on CUDA; CPU runs in float32
 
 
+def _with_radius_map(net: nn.Module):
+    """``x -> cat([image, radius map], 1)``: one pass of a radius-map network, so tiles blend both together."""
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        out = net.forward_train(x)
+        img = [im for im, s in out["outputs"] if s == 1.0][-1]
+        return torch.cat([img, out["radius_map"].to(img.dtype)], 1)
+
+    return fn
+
+
 def _apply(net: nn.Module, x: torch.Tensor, tile: int | None, multiple: int, want_kernel: bool = False):
-    """``(image, kernel)``: the whole image when ``tile`` is None or covers it, else blended tiles. ``kernel``: the
-    final stage kernel of a network with physical kernels, taken from the same pass (whole image only), else None."""
-    if tile is None or tile >= max(x.shape[-2:]):
+    """``(image, kernel, radius_map)``: the whole image when ``tile`` is None or covers it, else blended tiles.
+    ``kernel``: the final stage kernel of a network with physical kernels, taken from the same pass (whole image
+    only), else None. ``radius_map``: a radius-map network's map, from the same pass (tiled like the image)."""
+    whole = tile is None or tile >= max(x.shape[-2:])
+    if want_kernel and getattr(net, "radius_map", False):
+        fn = _with_radius_map(net)
+        if whole:
+            both = fn(x)
+        else:
+            tile = max(tile, multiple)
+            both = tiled_apply(fn, x, tile=tile, overlap=min(max(16, tile // 8), tile // 2), multiple=multiple)
+        return both[:, :-1], None, both[:, -1:]
+    if whole:
         if want_kernel and getattr(net, "physical_kernels", False):
             out = net.forward_train(x)
             kernels = out.get("kernels")
-            return [img for img, s in out["outputs"] if s == 1.0][-1], (kernels[-1] if kernels else None)
-        return net(x), None
+            return [img for img, s in out["outputs"] if s == 1.0][-1], (kernels[-1] if kernels else None), None
+        return net(x), None, None
     tile = max(tile, multiple)
     overlap = min(max(16, tile // 8), tile // 2)
-    return tiled_apply(net, x, tile=tile, overlap=overlap, multiple=multiple), None
+    return tiled_apply(net, x, tile=tile, overlap=overlap, multiple=multiple), None, None
 
 
 def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: bool, filters: bool = False):
@@ -167,7 +194,7 @@ def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: 
             tile = choose_tile_size(net, xin, x.device)
         while True:
             try:
-                out, kernels = _apply(net, xin, tile, multiple, want_kernel=estimate)
+                out, kernels, radius = _apply(net, xin, tile, multiple, want_kernel=estimate)
                 break
             except _OOM:
                 # The estimate was optimistic (or the device is shared): retry with smaller tiles.
@@ -180,13 +207,13 @@ def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: 
         feature_filters = None
         if kernels is not None and kernels.shape[-1] < KERNEL_SIZE:
             kernels = pad_kernel(kernels, KERNEL_SIZE)
-        if (estimate and kernels is None) or filters:
+        if (estimate and kernels is None and radius is None) or filters:
             crop = xin
             if tile is not None and tile < max(H, W):  # whole image too large: estimate on a centre tile
                 th, tw = min(tile, H), min(tile, W)
                 y0, x0 = (H - th) // 2, (W - tw) // 2
                 crop = xin[..., y0:y0 + th, x0:x0 + tw]
-            if estimate and kernels is None and hasattr(net, "estimate_kernels"):
+            if estimate and kernels is None and radius is None and hasattr(net, "estimate_kernels"):
                 kernels = net.estimate_kernels(crop, size=KERNEL_SIZE)
             if filters and hasattr(net, "estimate_filters"):
                 feature_filters = net.estimate_filters(crop, size=KERNEL_SIZE)
@@ -194,7 +221,8 @@ def _run_model(net: nn.Module, x: torch.Tensor, tile, precision: str, estimate: 
     if gray:
         out = out.mean(1, keepdim=True)
     return (out, kernels.float() if kernels is not None else None,
-            feature_filters.float() if feature_filters is not None else None)
+            feature_filters.float() if feature_filters is not None else None,
+            radius.float() if radius is not None else None)
 
 
 def restore(
@@ -248,9 +276,9 @@ def restore(
         raise InputError("this network is non-blind: give the blur kernel")
     k = _as_kernel(kernel, x) if kernel is not None else None
     net = net.to(dev).eval()
-    out, kernels, filters = _run_model(_GivenKernel(net, k) if k is not None else net, x, tile, precision,
-                                       estimate_kernel and k is None, estimate_filters)
-    return RestoreResult(out, k if k is not None else kernels, filters)
+    out, kernels, filters, radius = _run_model(_GivenKernel(net, k) if k is not None else net, x, tile, precision,
+                                               estimate_kernel and k is None, estimate_filters)
+    return RestoreResult(out, k if k is not None else kernels, filters, radius)
 
 
 class _GivenKernel(nn.Module):
@@ -273,13 +301,13 @@ class _GivenKernel(nn.Module):
 
 
 def output_paths(in_path, out_dir, save_kernel: bool = False, side_by_side: bool = False,
-                 save_filters: bool = False) -> dict[str, Path]:
-    """Where :func:`restore_file` writes: ``image`` (same name as the input), ``kernel``, ``filters``,
-    ``side_by_side``."""
+                 save_filters: bool = False, radius_map: bool = False) -> dict[str, Path]:
+    """Where :func:`restore_file` writes: ``image`` (same name as the input), ``kernel`` (``_kernel.png``, or
+    ``_defocus.png``, the blur-radius map, for a ``radius_map`` model), ``filters``, ``side_by_side``."""
     in_path, out_dir = Path(in_path), Path(out_dir)
     paths = {"image": out_dir / in_path.name}
     if save_kernel:
-        paths["kernel"] = out_dir / f"{in_path.stem}_kernel.png"
+        paths["kernel"] = out_dir / f"{in_path.stem}_{'defocus' if radius_map else 'kernel'}.png"
     if save_filters:
         paths["filters"] = out_dir / f"{in_path.stem}_filters.png"
     if side_by_side:
@@ -340,7 +368,9 @@ def restore_file(
     """Restore the photo ``in_path`` into ``out_dir/<same file name>``; return the paths written.
 
     Keeps the input's bit depth and passes its alpha channel through. ``save_kernel`` also writes
-    ``<stem>_kernel.png`` (a physical kernel only: an error for a network without one), ``save_filters``
+    ``<stem>_kernel.png`` (a physical kernel only: an error for a network without one; for a network with a
+    blur-radius map, ``<stem>_defocus.png``: 16-bit grey, value x :data:`RADIUS_MAP_SCALE` = radius in pixels),
+    ``save_filters``
     ``<stem>_filters.png`` (a network's feature filters, e.g. DeepRFTv2's FKE, in a grid), ``side_by_side``
     ``<stem>_before_after.png`` (8-bit PNG).
     Never writes over the input; an existing output is an error unless ``overwrite``.
@@ -348,7 +378,10 @@ def restore_file(
     from ..io import read_image, write_image, write_kernel
 
     in_path, out_dir = Path(in_path), Path(out_dir)
-    targets = output_paths(in_path, out_dir, save_kernel, side_by_side, save_filters)
+    if isinstance(model, str):
+        model = load_model(model)
+    radius_map = bool(getattr(model, "radius_map", False))
+    targets = output_paths(in_path, out_dir, save_kernel, side_by_side, save_filters, radius_map=radius_map)
     if targets["image"].suffix.lower() not in FORMATS:  # e.g. a .gif input: refused before the work
         raise InputError(f"{in_path}: results keep the input's name, and {in_path.suffix!r} files cannot be written "
                          f"(writable: {', '.join(sorted(FORMATS))}); convert the input to PNG first")
@@ -367,7 +400,7 @@ def restore_file(
         precision=precision, options=options, estimate_kernel=save_kernel, estimate_filters=save_filters,
     )
     restored = result.image[0].detach().cpu()
-    if save_kernel and result.kernel is None:
+    if save_kernel and result.kernel is None and result.radius_map is None:
         raise InputError(f"{in_path}: this model estimates no physical blur kernel; run without --save-kernel")
     if save_filters and result.filters is None:
         raise InputError(f"{in_path}: this model has no feature filters to save; run without --save-filters")
@@ -378,7 +411,11 @@ def restore_file(
     write_image(targets["image"], restored, bit_depth=loaded.bit_depth, alpha=loaded.alpha, overwrite=overwrite,
                 icc_profile=loaded.icc_profile)
     written.append(targets["image"])
-    if save_kernel:
+    if save_kernel and result.radius_map is not None:  # 16-bit grey: value x RADIUS_MAP_SCALE = radius in pixels
+        picture = (result.radius_map[0].detach().float().cpu() / RADIUS_MAP_SCALE).clamp(0, 1)
+        write_image(targets["kernel"], picture, bit_depth=16, overwrite=overwrite)
+        written.append(targets["kernel"])
+    elif save_kernel:
         k = result.kernel.detach().float().cpu()
         single = k.reshape(-1, *k.shape[-2:]).shape[0] == 1 if k.ndim > 2 else True
         if single:

@@ -19,7 +19,11 @@ voxels (no border is dropped). NAFNet's Python ``ssim`` with ``ssim3d=True`` doe
 MATLAB's 2-D ``ssim`` (replicate padding, mean over all pixels). Values differ from the per-channel
 variant (channels are mixed and borders are counted), so always say which one a number uses.
 
-Both variants are invariant to a joint scaling of images and ``data_range``: uint8 images with
+``variant="skimage"``: ``skimage.metrics.structural_similarity(x, y, data_range=..., channel_axis=...)`` with its
+defaults (the DPDD defocus protocol): per channel, a 7x7 *uniform* window, *sample* (co)variances (``49 / 48``),
+``K1 = 0.01``, ``K2 = 0.03``, averaged over the valid region (3 px cropped on each side) and channels.
+
+Every variant is invariant to a joint scaling of images and ``data_range``: uint8 images with
 ``data_range=255`` and the same images divided by 255 with ``data_range=1`` give the same SSIM.
 """
 from __future__ import annotations
@@ -32,7 +36,8 @@ from .psnr import prepare_pair
 
 __all__ = ["ssim", "gaussian_window", "SSIM_VARIANTS"]
 
-SSIM_VARIANTS = ("gaussian", "matlab3d")
+SSIM_VARIANTS = ("gaussian", "matlab3d", "skimage")
+SKIMAGE_WINDOW = 7  # scikit-image's default: a 7x7 uniform window, sample covariances
 WINDOW = 11
 SIGMA = 1.5
 K1, K2 = 0.01, 0.03
@@ -84,12 +89,12 @@ def _channel_matrix(C: int, w: torch.Tensor) -> torch.Tensor:
     return M
 
 
-def _ssim_map(mx, my, sxx, syy, sxy, data_range: float) -> torch.Tensor:
+def _ssim_map(mx, my, sxx, syy, sxy, data_range: float, cov_scale: float = 1.0) -> torch.Tensor:
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
-    vx = sxx - mx * mx
-    vy = syy - my * my
-    cov = sxy - mx * my
+    vx = cov_scale * (sxx - mx * mx)
+    vy = cov_scale * (syy - my * my)
+    cov = cov_scale * (sxy - mx * my)
     num = (2 * mx * my + c1) * (2 * cov + c2)
     den = (mx * mx + my * my + c1) * (vx + vy + c2)
     return num / den
@@ -113,8 +118,15 @@ def ssim(
         raise InputError(f"data_range must be positive, got {data_range}")
     x, y = prepare_pair(x, y, border)
     B, C, H, W = x.shape
-    w = gaussian_window(WINDOW, SIGMA, dtype=x.dtype, device=x.device)
     maps = torch.stack([x, y, x * x, y * y, x * y])  # (5, B, C, H, W)
+    if variant == "skimage":
+        n = SKIMAGE_WINDOW
+        if H < n or W < n:
+            raise InputError(f"SSIM needs images of at least {n}x{n} pixels, got {H}x{W}")
+        stats = _filter_hw(maps, torch.full((n,), 1.0 / n, dtype=x.dtype, device=x.device))
+        s = _ssim_map(*stats.unbind(0), data_range=float(data_range), cov_scale=n * n / (n * n - 1))
+        return s.mean(dim=(1, 2, 3))
+    w = gaussian_window(WINDOW, SIGMA, dtype=x.dtype, device=x.device)
     if variant == "gaussian":
         if H < WINDOW or W < WINDOW:
             raise InputError(f"SSIM needs images of at least {WINDOW}x{WINDOW} pixels, got {H}x{W}")

@@ -11,3 +11,4 @@ from . import deeprft  # noqa: E402,F401
 from . import deeprftv2  # noqa: E402,F401
 from . import gdunet  # noqa: E402,F401
 from . import upadnet  # noqa: E402,F401
+from . import fdikp  # noqa: E402,F401

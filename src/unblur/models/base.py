@@ -49,7 +49,9 @@ class RestorationModel(nn.Module):
 
     ``forward_train`` crops a scale-``s`` output of an (H, W) input to ``(ceil(H * s), ceil(W * s))``, which
     ``size_multiple >= 1 / s`` guarantees is available, and returns ``{"outputs": [(image, scale), ...]}`` plus
-    ``"kernels"`` when ``_forward`` gave them (kernels are not cropped: they do not depend on the padding).
+    ``"kernels"`` when ``_forward`` gave them (kernels are not cropped: they do not depend on the padding), and
+    ``"radius_map"`` (B, 1, H, W), a per-pixel blur radius in pixels, for models that estimate spatially varying
+    defocus (``radius_map = True``; :meth:`estimate_radius_map`).
 
     :meth:`estimate_filters` is for architectures whose internal filters act on learned features (e.g.
     DeepRFTv2's Fourier Kernel Estimator): they are not blur kernels and never reported as one.
@@ -58,6 +60,7 @@ class RestorationModel(nn.Module):
     size_multiple: int = 1
     blind: bool = True  # False: the model needs the blur kernel (``model(x, kernel=k)``)
     physical_kernels: bool = False  # True: ``_forward`` returns ``"kernels"`` (physical PSFs per stage)
+    radius_map: bool = False  # True: ``_forward`` returns ``"radius_map"`` (per-pixel defocus radius, pixels)
     # TLC (Chu et al., ECCV 2022): at inference on inputs larger than this (pixels), channel attention averages over
     # windows of this size instead of the whole map: statistics like those of the training crops, and a tile sees
     # the same statistics as the whole photo. ``None``: global statistics always.
@@ -106,6 +109,8 @@ class RestorationModel(nn.Module):
             h, w = -(-H * scale // 1), -(-W * scale // 1)  # ceil(H * scale), exact for 0.5, 0.25
             outs.append((img[..., : int(h), : int(w)], scale))
         result["outputs"] = outs
+        if "radius_map" in result:  # a per-pixel blur-radius map (defocus models), full resolution
+            result["radius_map"] = result["radius_map"][..., :H, :W]
         if "kernels" in result:
             result["kernels"] = list(result["kernels"])
             for k in result["kernels"]:
@@ -132,6 +137,12 @@ class RestorationModel(nn.Module):
 
             k = pad_kernel(k, size)
         return k
+
+    def estimate_radius_map(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The per-pixel blur radius (pixels, (B, 1, H, W)) of a model with ``radius_map = True``, else ``None``."""
+        if not self.radius_map:
+            return None
+        return self.forward_train(x).get("radius_map")
 
     def estimate_filters(self, x: torch.Tensor, size: int = 65) -> torch.Tensor | None:
         """Spatial views ``(B, n, size, size)`` of filters the network applies to its *features* (normalised for

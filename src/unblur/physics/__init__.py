@@ -32,6 +32,7 @@ from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, ker
 from .polar import amplitude_phase_lmmse, complex_lmmse_beta, radial_frequency
 from .defocus_map import (
     DefocusMapGenerator,
+    DefocusPipeline,
     LensAberration,
     aberrated_disk,
     random_depth_maps,

@@ -39,7 +39,7 @@ from ..errors import InputError
 from .conv import conv2d
 from .kernels import _defocus_batch, gaussian_kernel
 
-__all__ = ["LensAberration", "DefocusMapGenerator", "aberrated_disk", "random_depth_maps", "render_defocus",
+__all__ = ["LensAberration", "DefocusMapGenerator", "DefocusPipeline", "aberrated_disk", "random_depth_maps", "render_defocus",
            "thin_lens_radius"]
 
 _F64 = torch.float64
@@ -232,3 +232,62 @@ class DefocusMapGenerator:
     def __repr__(self) -> str:
         return (f"DefocusMapGenerator(max_radius_range={self.max_radius_range}, near={self.near}, far={self.far}, "
                 f"max_objects={self.max_objects})")
+
+
+class DefocusPipeline:
+    """Sharp patches -> defocused training pairs with their blur-radius maps (the defocus counterpart of
+    :class:`~unblur.physics.pipeline.DegradationPipeline`, ``valid``-like).
+
+    Each image is, with probability ``uniform_prob``, blurred by one disk of radius uniform in ``radius_range``
+    (a flat scene), else by a random scene's spatially varying map (:class:`DefocusMapGenerator`, largest radius
+    uniform in ``radius_range``), rendered by :func:`render_defocus`; then ``noise`` (a Gaussian sigma, a
+    ``(low, high)`` range, or a callable) and a crop of ``margin`` pixels on every side (default
+    ``ceil(radius_range[1])``: the rendering's boundary never shows). Returns ``dict(blurred, sharp, radius)``,
+    ``radius`` the unsigned map ``|s|`` (B, 1, h, w) (one photo cannot tell in front of the focus plane from
+    behind it). Random draws come from ``generator`` in a fixed order: same seed, same batch.
+
+    >>> import torch
+    >>> out = DefocusPipeline((1.0, 4.0))(torch.rand(2, 3, 40, 40), generator=torch.Generator().manual_seed(0))
+    >>> out["blurred"].shape, out["radius"].shape
+    (torch.Size([2, 3, 32, 32]), torch.Size([2, 1, 32, 32]))
+    """
+
+    def __init__(self, radius_range: tuple[float, float] = (1.0, 8.0), uniform_prob: float = 0.5, noise=None,
+                 margin: int | None = None, aberration: LensAberration | None = None):
+        from .noise import GaussianNoise
+
+        lo, hi = (float(v) for v in radius_range)
+        if not 0 <= lo <= hi or hi <= 0:
+            raise InputError(f"defocus pipeline: radius_range must be 0 <= low <= high, high > 0, got {radius_range}")
+        if not 0 <= uniform_prob <= 1:
+            raise InputError(f"defocus pipeline: uniform_prob must be in [0, 1], got {uniform_prob}")
+        self.radius_range, self.uniform_prob = (lo, hi), float(uniform_prob)
+        self.noise = noise if (noise is None or callable(noise)) else GaussianNoise(noise)
+        self.margin = math.ceil(hi) if margin is None else int(margin)
+        self.aberration = aberration
+        self.maps = DefocusMapGenerator((max(lo, 0.5), hi))
+
+    def __call__(self, sharp: torch.Tensor, *, generator: torch.Generator | None = None) -> dict:
+        if not torch.is_tensor(sharp) or sharp.ndim != 4 or not sharp.is_floating_point():
+            raise InputError(f"defocus pipeline expects floating-point images (B, C, H, W), got "
+                             f"{getattr(sharp, 'shape', type(sharp))}")
+        B, C, H, W = sharp.shape
+        m = self.margin
+        if H <= 2 * m or W <= 2 * m:
+            raise InputError(f"defocus pipeline: images of {H}x{W} are too small for a {m} px margin")
+        uniform = torch.rand(B, generator=generator) < self.uniform_prob
+        lo, hi = self.radius_range
+        flat = lo + (hi - lo) * torch.rand(B, generator=generator, dtype=_F64)
+        scenes = self.maps(B, (H, W), generator=generator, dtype=_F64)["radius"]
+        s = torch.where(uniform[:, None, None, None], flat[:, None, None, None].expand(B, 1, H, W), scenes)
+        s = s.to(device=sharp.device, dtype=sharp.dtype)
+        blurred = torch.cat([render_defocus(sharp[i:i + 1], s[i:i + 1], aberration=self.aberration)
+                             for i in range(B)])
+        if self.noise is not None:
+            blurred = self.noise(blurred, generator=generator)
+        crop = (..., slice(m, H - m), slice(m, W - m))
+        return {"blurred": blurred.clamp(0, 1)[crop], "sharp": sharp[crop], "radius": s.abs()[crop]}
+
+    def __repr__(self) -> str:
+        return (f"DefocusPipeline(radius_range={self.radius_range}, uniform_prob={self.uniform_prob}, "
+                f"noise={self.noise!r}, margin={self.margin})")

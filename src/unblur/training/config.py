@@ -87,7 +87,7 @@ INT, FLOAT, STR, BOOL, LIST = (int,), (float, int), (str,), (bool,), (list,)
 OPT_STR, OPT_INT = (str, type(None)), (int, type(None))
 
 DATA_KINDS = ("synthetic", "gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "folders")
-BLUR_KINDS = ("motion", "defocus", "gaussian", "mixed")
+BLUR_KINDS = ("motion", "defocus", "gaussian", "mixed", "defocus-map")
 
 SCHEMA: dict[str, Any] = {
     "model": {
@@ -133,6 +133,7 @@ SCHEMA: dict[str, Any] = {
         "kernel_max_shift": Key(2, INT, _ge(0)),
         "kernel_norm": Key("l1", STR, _in("l1", "l2")),
         "reblur_weight": Key(0.0, FLOAT, _ge(0)),
+        "map_weight": Key(0.0, FLOAT, _ge(0)),
     },
     "optim": {
         "lr": Key(1e-3, FLOAT, _gt(0)),

@@ -203,7 +203,8 @@ def reblur_loss(k_est: torch.Tensor, sharp: torch.Tensor, blurred: torch.Tensor)
 
 
 class TrainingLoss(nn.Module):
-    """The loss the trainer minimises: ``image + kernel_weight * kernel + reblur_weight * reblur``.
+    """The loss the trainer minimises: ``image + kernel_weight * kernel + reblur_weight * reblur + map_weight *
+    map`` (``map``: L1 between a model's ``"radius_map"`` and the true blur-radius map, in pixels).
 
     ``image`` is a :class:`MultiScaleLoss`; the kernel terms average :func:`kernel_loss` (against the true kernels)
     and :func:`reblur_loss` (against the blurred input) over the stage kernels of ``forward_train``'s ``"kernels"``.
@@ -214,13 +215,14 @@ class TrainingLoss(nn.Module):
     """
 
     def __init__(self, image: MultiScaleLoss, kernel_weight: float = 0.0, reblur_weight: float = 0.0,
-                 kernel_max_shift: int = 2, kernel_norm: str = "l1"):
+                 kernel_max_shift: int = 2, kernel_norm: str = "l1", map_weight: float = 0.0):
         super().__init__()
         if kernel_norm not in KERNEL_NORMS:
             raise ValueError(f"kernel loss norm must be one of {KERNEL_NORMS}, got {kernel_norm!r}")
         self.image = image
         self.kernel_weight, self.reblur_weight = float(kernel_weight), float(reblur_weight)
         self.kernel_max_shift, self.kernel_norm = int(kernel_max_shift), kernel_norm
+        self.map_weight = float(map_weight)
 
     @property
     def uses_kernels(self) -> bool:
@@ -231,12 +233,21 @@ class TrainingLoss(nn.Module):
     def from_config(cls, cfg) -> "TrainingLoss":
         return cls(MultiScaleLoss.from_config(cfg), kernel_weight=cfg["kernel_weight"],
                    reblur_weight=cfg["reblur_weight"], kernel_max_shift=cfg["kernel_max_shift"],
-                   kernel_norm=cfg["kernel_norm"])
+                   kernel_norm=cfg["kernel_norm"], map_weight=cfg["map_weight"])
 
     def forward(self, out, target: torch.Tensor, blurred: torch.Tensor | None = None,
-                kernel: torch.Tensor | None = None):
+                kernel: torch.Tensor | None = None, radius: torch.Tensor | None = None):
         out = out if isinstance(out, dict) else {"outputs": out}
         total, parts = self.image(out["outputs"], target)
+        if self.map_weight > 0:
+            if "radius_map" not in out:
+                raise ConfigError("config: loss.map_weight > 0 but the model returns no blur-radius map")
+            if radius is None:
+                raise ConfigError("config: loss.map_weight > 0 needs the true blur-radius maps "
+                                  "(train.data.blur: defocus-map)")
+            m = (out["radius_map"].float() - radius.float()).abs().mean()
+            total = total + self.map_weight * m
+            parts["map"] = float(m.detach())
         if not self.uses_kernels:
             return total, parts
         stages = out.get("kernels")

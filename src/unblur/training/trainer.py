@@ -217,6 +217,16 @@ class Trainer:
         if self.loss_fn.uses_kernels and not getattr(model, "physical_kernels", False):
             raise ConfigError(f"config: loss.kernel_weight / loss.reblur_weight > 0 but model '{cfg.model.name}' "
                               "estimates no physical kernels")
+        if self.loss_fn.map_weight > 0:  # blur-radius maps: a model that estimates them, data that holds them
+            if not getattr(model, "radius_map", False):
+                raise ConfigError(f"config: loss.map_weight > 0 but model '{cfg.model.name}' estimates no "
+                                  "blur-radius map")
+            if t.data.kind != "synthetic" or t.data.blur != "defocus-map":
+                raise ConfigError("config: loss.map_weight > 0 needs the true blur-radius maps "
+                                  "(train.data.kind: synthetic, train.data.blur: defocus-map)")
+        if t.data.blur == "defocus-map" and self.kernel_targets:
+            raise ConfigError("config: train.data.blur defocus-map has no single kernel per image (a non-blind "
+                              "model or loss.kernel_weight > 0 needs one)")
         self._build_data()
 
         self.run_dir = Path(cfg.run.dir)
@@ -354,9 +364,10 @@ class Trainer:
         blurred = batch["blurred"].to(self.device, non_blocking=True)
         sharp = batch["sharp"].to(self.device, non_blocking=True)
         kernel = batch["kernel"].to(self.device, non_blocking=True) if "kernel" in batch else None
+        radius = batch["radius"].to(self.device, non_blocking=True) if "radius" in batch else None
         with self._autocast():
             out = self.train_model(blurred, None if self.blind else kernel)
-        loss, parts = self.loss_fn(out, sharp, blurred=blurred, kernel=kernel)
+        loss, parts = self.loss_fn(out, sharp, blurred=blurred, kernel=kernel, radius=radius)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
