@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                        help="classical method: wiener, hqs-tv, hqs-hl, richardson-lucy, blind-l0 (see `unblur models`)")
     which.add_argument("--model", metavar="NAME[.TAG]",
                        help="network with shipped weights, e.g. deeprftv2-tiny or deeprftv2-tiny.motion (a weight "
-                            "tag; default: the first tag), see `unblur models`")
+                            "tag; default: the first tag), see `unblur models`; auto: per photo, motion or defocus "
+                            "weights, by the shape of the blur the classical estimator finds (it says which and why)")
     p.add_argument("--kernel", metavar="FILE_OR_DIR",
                    help="blur kernel (.png/.npy) for all inputs, or a folder of kernels matched by file stem")
     p.add_argument("--kernel-size", type=int, metavar="K",
@@ -74,7 +75,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..errors import InputError
-    from ..inference.restore import default_choice, load_model, resolve_device, restore_file
+    from ..inference.restore import AUTO, default_choice, load_model, resolve_device, restore_file
     from ..inference.tiling import tile_progress
     from ..io import expand_inputs, match_kernels
     from .main import error
@@ -99,8 +100,13 @@ def run(args) -> int:
             if not METHODS[method].blind:
                 raise InputError("--kernel-size sets the size of the kernel a blind method estimates")
             options["kernel_size"] = args.kernel_size
-    model = load_model(model_name) if model_name is not None else None
-    if model is not None and args.kernel_size is not None:
+    auto = model_name == AUTO
+    if auto and args.kernel is not None:
+        raise InputError("--model auto picks blind weights; --kernel needs a non-blind method or network")
+    if auto and args.kernel_size is not None:
+        raise InputError("--kernel-size does not apply to --model auto")
+    model = AUTO if auto else (load_model(model_name) if model_name is not None else None)
+    if model is not None and not auto and args.kernel_size is not None:
         if not hasattr(model, "kernel_size"):
             raise InputError(f"--kernel-size sets the size of the kernel a blind method or a kernel-estimating "
                              f"network (gdunet) estimates; {model_name!r} estimates none")
@@ -128,12 +134,12 @@ def run(args) -> int:
 
     # The kernel a blind method or network estimates is part of its result: write it unless told not to.
     radius_map = model is not None and bool(getattr(model, "radius_map", False))  # defocus map instead of a kernel
-    estimates = (method is not None and METHODS[method].blind) or radius_map or (
+    estimates = auto or (method is not None and METHODS[method].blind) or radius_map or (
         model is not None and getattr(model, "blind", True) and getattr(model, "physical_kernels", False))
     save_kernel = args.save_kernel if args.save_kernel is not None else estimates
     if args.save_filters and model is None:
         raise InputError("--save-filters applies to networks (--model)")
-    no_kernel = (model is not None and getattr(model, "blind", True) and not radius_map
+    no_kernel = (model is not None and not auto and getattr(model, "blind", True) and not radius_map
                  and not getattr(model, "physical_kernels", False))
     if save_kernel and no_kernel:
         if not args.quiet:
@@ -142,6 +148,9 @@ def run(args) -> int:
         save_kernel = False
 
     conflicts = output_conflicts(paths, out_dir, save_kernel, args.side_by_side, args.save_filters, radius_map)
+    if auto:  # either kind may be chosen: its output names must be free too
+        conflicts = {**output_conflicts(paths, out_dir, save_kernel, args.side_by_side, args.save_filters, True),
+                     **conflicts}
 
     # Progress bar on terminals only, for batches.
     bar = tqdm(paths, desc="restore", unit="image", disable=True if args.quiet or len(paths) < 2 else None, leave=False)
@@ -161,6 +170,7 @@ def run(args) -> int:
                     path, out_dir, method=method, model=model, kernel=kernel, device=device, tile=args.tile,
                     precision=args.precision, options=options or None, overwrite=args.overwrite,
                     save_kernel=save_kernel, side_by_side=args.side_by_side, save_filters=args.save_filters,
+                    report=None if args.quiet else (lambda line: print(f"unblur: {line}", file=sys.stderr)),
                 )
             written += 1
         except KeyboardInterrupt:

@@ -52,6 +52,7 @@ class RestoreResult:
     kernel: torch.Tensor | None = None
     filters: torch.Tensor | None = None
     radius_map: torch.Tensor | None = None
+    note: str | None = None  # e.g. which weights ``model="auto"`` chose and why
 
 
 # A blur-radius map is written as a 16-bit grey PNG: white = this many pixels of radius (fixed, so maps compare).
@@ -94,6 +95,18 @@ def load_model(name: str) -> nn.Module:
         _MODEL_CACHE.clear()  # keep at most one model in memory
         _MODEL_CACHE[name] = create(name, pretrained=True)
     return _MODEL_CACHE[name]
+
+
+AUTO = "auto"  # the model name that picks motion or defocus weights per photo (unblur.inference.auto)
+
+
+def resolve_auto(image: torch.Tensor) -> tuple[str, str]:
+    """``(weight set, note)`` that ``model="auto"`` picks for ``image``: a small classifier on the blur's spectral
+    signature (:mod:`unblur.inference.auto`)."""
+    from .auto import AUTO_WEIGHTS, choose_kind
+
+    kind, why = choose_kind(image)
+    return AUTO_WEIGHTS[kind], f"auto chose {AUTO_WEIGHTS[kind]}: {why}"
 
 
 def _as_batch(image) -> torch.Tensor:
@@ -241,7 +254,8 @@ def restore(
     """Deblur ``image`` ((C, H, W) or (B, C, H, W), values in [0, 1]).
 
     Exactly one of ``method`` (a classical method, see ``unblur.classical.METHODS``) or ``model``
-    (a registered model name, loaded with its shipped weights, or an ``nn.Module``) may be given;
+    (a registered model name, loaded with its shipped weights, ``"auto"`` for motion or defocus weights chosen for
+    this image by :func:`resolve_auto`, or an ``nn.Module``) may be given;
     with neither, ``method="blind-l0"`` (``"hqs-hl"`` when a ``kernel`` is given). ``kernel`` (tensor, array or kernel file) is required by
     the non-blind methods. ``device``: ``None`` (the image's device), ``"auto"``, ``"cpu"``,
     ``"cuda"``. ``tile`` (networks only): ``"auto"`` (whole image when it fits in memory, else the
@@ -265,6 +279,12 @@ def restore(
         return RestoreResult(res.image.float().clamp(0, 1), res.kernel)
     if options:
         raise InputError(f"options {sorted(options)} only apply to classical methods")
+    note = None
+    if isinstance(model, str) and model == AUTO:
+        if kernel is not None:
+            raise InputError("model 'auto' picks blind weights; a kernel can only be given to a classical method "
+                             "or a non-blind network")
+        model, note = resolve_auto(x)
     net = load_model(model) if isinstance(model, str) else model
     if not isinstance(net, nn.Module):
         raise InputError(f"model must be a model name or a torch.nn.Module, got {type(model).__name__}")
@@ -278,7 +298,7 @@ def restore(
     net = net.to(dev).eval()
     out, kernels, filters, radius = _run_model(_GivenKernel(net, k) if k is not None else net, x, tile, precision,
                                                estimate_kernel and k is None, estimate_filters)
-    return RestoreResult(out, k if k is not None else kernels, filters, radius)
+    return RestoreResult(out, k if k is not None else kernels, filters, radius, note)
 
 
 class _GivenKernel(nn.Module):
@@ -364,8 +384,13 @@ def restore_file(
     save_kernel: bool = False,
     side_by_side: bool = False,
     save_filters: bool = False,
+    report=None,
 ) -> list[Path]:
     """Restore the photo ``in_path`` into ``out_dir/<same file name>``; return the paths written.
+
+    ``model="auto"`` picks motion or defocus weights for this photo (:func:`resolve_auto`) and tells ``report``
+    (a callable taking one line) which and why; ``save_kernel`` then writes what the chosen network estimates
+    (a kernel, a blur-radius map, or nothing).
 
     Keeps the input's bit depth and passes its alpha channel through. ``save_kernel`` also writes
     ``<stem>_kernel.png`` (a physical kernel only: an error for a network without one; for a network with a
@@ -378,6 +403,14 @@ def restore_file(
     from ..io import read_image, write_image, write_kernel
 
     in_path, out_dir = Path(in_path), Path(out_dir)
+    loaded = None
+    if isinstance(model, str) and model == AUTO:
+        loaded = read_image(in_path)
+        model, note = resolve_auto(loaded.data)
+        if report is not None:
+            report(f"{in_path}: {note}")
+        net = load_model(model)
+        save_kernel = save_kernel and bool(getattr(net, "radius_map", False) or getattr(net, "physical_kernels", False))
     if isinstance(model, str):
         model = load_model(model)
     radius_map = bool(getattr(model, "radius_map", False))
@@ -393,7 +426,7 @@ def restore_file(
             raise InputError(f"{path} already exists (use --overwrite to replace it)")
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output folder {out_dir} is not a folder")
-    loaded = read_image(in_path)
+    loaded = read_image(in_path) if loaded is None else loaded
     check_profile_writable(targets["image"], loaded.icc_profile)  # before the work, not after
     result = restore(
         loaded.data, method=method, model=model, kernel=kernel, device=device, tile=tile,
