@@ -14,3 +14,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def run_line() -> str:
+    """The first bullet of every results table: date, machine, threads, torch."""
+    import datetime
+
+    import torch
+
+    return (f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {torch.get_num_threads()} threads; "
+            f"torch {torch.__version__}")
+
+
+def emit(lines: list[str], out: str | None) -> str:
+    """Print the markdown ``lines`` and write them to ``out`` (when given); returns the text."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        Path(out).write_text(text)
+    return text

@@ -16,7 +16,6 @@ classifier was trained on the CBSD432 training photos (``scripts/train_auto_clas
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from unblur.physics import DefocusMapGenerator, conv2d, defocus_kernel, motion_k
 from unblur.physics.noise import GaussianNoise
 from unblur.physics.pipeline import crop_valid
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import emit, run_line  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import quantise  # noqa: E402
 
 SEED = 2028
@@ -104,8 +103,7 @@ def main(argv=None) -> int:
     lines = [
         "# `--model auto`: choice accuracy and its effect",
         "",
-        f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {torch.get_num_threads()} threads; "
-        f"torch {torch.__version__}",
+        run_line(),
         f"- {len(paths)} photos of `{args.data}`, centre crops of {args.crop} px, each blurred three ways (seed "
         f"{SEED}; the script's docstring), noise sigma 0.01, 8-bit",
         "- right weights: motion -> " + AUTO_WEIGHTS["motion"] + ", defocus -> " + AUTO_WEIGHTS["defocus"],
@@ -113,10 +111,7 @@ def main(argv=None) -> int:
         "| blur | right weights | chosen right | PSNR input | PSNR with auto's choice | PSNR with the right weights |",
         "|---|---|---|---|---|---|",
     ] + rows
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(lines, args.out)
     return 0
 
 

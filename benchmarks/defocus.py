@@ -38,7 +38,7 @@ from unblur.physics import DefocusMapGenerator, conv2d, defocus_kernel, render_d
 from unblur.physics.noise import GaussianNoise
 from unblur.physics.pipeline import crop_valid
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import emit, run_line  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import merge_rows, network, quantise  # noqa: E402
 
 SEED = 2027
@@ -202,8 +202,7 @@ def main(argv=None) -> int:
     lines = [
         "# Defocus deblurring: uniform disks and spatially varying defocus",
         "",
-        f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {torch.get_num_threads()} threads; "
-        f"torch {torch.__version__}",
+        run_line(),
         f"- sets: {sizes}; centre crops of {args.crop} px; noise sigma {NOISE}, 8-bit input and output; protocol "
         "in the script's docstring (uniform: disk radius 2-7 px, `valid` blur; varying: random scenes, largest "
         "radius 3-7 px; nyu: real depth maps, thin lens, 2 settings a photo)",
@@ -216,9 +215,7 @@ def main(argv=None) -> int:
         header,
         "|---|" + "---|" * len(sets) + "---|",
     ] + table
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
+    emit(lines, args.out)
     return 0
 
 

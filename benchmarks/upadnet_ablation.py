@@ -14,7 +14,6 @@ within 4 px); the training runs behind the committed table are `benchmarks/upadn
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from unblur.io import expand_inputs
 from unblur.metrics import kernel_psnr, psnr, ssim
 from unblur.models import create
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import emit, run_line  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import KERNEL_SIZE, SEED, degrade, network, quantise  # noqa: E402
 
 SIGMAS = (0.01, 0.03, 0.05)
@@ -94,8 +93,7 @@ def main(argv=None) -> int:
     lines = [
         "# UPADNet ablation: amplitude/phase vs image-domain data steps",
         "",
-        f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {torch.get_num_threads()} threads; "
-        f"torch {torch.__version__}",
+        run_line(),
         f"- {len(paths)} Kodak24 images, blurred size {h}x{w}, motion kernels {KERNEL_SIZE}x{KERNEL_SIZE} seeded "
         f"from {SEED} (as benchmarks/motion_kodak24.py), Gaussian noise at each sigma, 8-bit input and output",
         "- kernel PSNR: final stage kernel against the true one, best integer shift within 4 px",
@@ -103,10 +101,7 @@ def main(argv=None) -> int:
         "decompositions; only the data step and the training photos differ)",
         "",
     ] + table
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(lines, args.out)
     return 0
 
 

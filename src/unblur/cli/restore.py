@@ -60,6 +60,9 @@ def register(subparsers) -> None:
                         "(e.g. DeepRFTv2's FKE); they are not blur kernels")
     p.add_argument("--side-by-side", action="store_true", help="also write <stem>_before_after.png")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or onnx: --model is then an ONNX file from `unblur export --onnx`, run "
+                        "by onnxruntime on the CPU (needs unblur[onnx])")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--tile", type=_tile, default="auto", metavar="N|auto|none",
                    help="networks: tile size for large images (default auto: by free memory)")
@@ -100,12 +103,23 @@ def run(args) -> int:
             if not METHODS[method].blind:
                 raise InputError("--kernel-size sets the size of the kernel a blind method estimates")
             options["kernel_size"] = args.kernel_size
+    if args.backend == "onnx":
+        if model_name is None or args.method is not None:
+            raise InputError("--backend onnx runs a network exported with `unblur export --onnx`: give --model FILE.onnx")
+        if args.kernel is not None or args.kernel_size is not None:
+            raise InputError("--backend onnx runs blind networks: --kernel and --kernel-size do not apply")
+        from ..inference.onnx import OnnxNet
+
+        model_name, device = None, resolve_device("cpu")
+        onnx_net = OnnxNet(args.model)
     auto = model_name == AUTO
     if auto and args.kernel is not None:
         raise InputError("--model auto picks blind weights; --kernel needs a non-blind method or network")
     if auto and args.kernel_size is not None:
         raise InputError("--kernel-size does not apply to --model auto")
     model = AUTO if auto else (load_model(model_name) if model_name is not None else None)
+    if args.backend == "onnx":
+        model, model_name = onnx_net, onnx_net.model_name
     if model is not None and not auto and args.kernel_size is not None:
         if not hasattr(model, "kernel_size"):
             raise InputError(f"--kernel-size sets the size of the kernel a blind method or a kernel-estimating "

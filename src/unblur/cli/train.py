@@ -43,17 +43,26 @@ def run(args) -> int:
 
 def register_export(subparsers) -> None:
     p = subparsers.add_parser(
-        "export", help="save the (EMA) weights of a training checkpoint as .safetensors",
+        "export", help="save the (EMA) weights of a training checkpoint as .safetensors, or a network as ONNX",
         description="Write the weights of a training checkpoint as .safetensors, loadable with "
-                    "unblur.models.create(name) + load_state_dict (the EMA weights unless --no-ema).")
-    p.add_argument("checkpoint", help="training checkpoint (e.g. runs/x/last.pt)")
-    p.add_argument("output", help="output .safetensors file")
+                    "unblur.models.create(name) + load_state_dict (the EMA weights unless --no-ema); or, with "
+                    "--onnx, a shipped network as an ONNX file (FFTs as ONNX DFT, opset 18; height and width free) "
+                    "that `unblur restore --backend onnx --model FILE.onnx` runs with onnxruntime.")
+    p.add_argument("checkpoint", help="training checkpoint (e.g. runs/x/last.pt); with --onnx: a shipped weight set "
+                                      "(e.g. nafnet-tiny.motion, see `unblur models`)")
+    p.add_argument("output", help="output .safetensors file (.onnx with --onnx)")
+    p.add_argument("--onnx", action="store_true", help="export the network as ONNX (needs unblur[onnx])")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run_export)
 
 
 def run_export(args) -> int:
+    if args.onnx:
+        from ..inference.onnx import export_onnx
+
+        print(export_onnx(args.checkpoint, args.output, overwrite=args.overwrite))
+        return 0
     from ..training.export import export_weights
 
     out = export_weights(args.checkpoint, args.output, use_ema=not args.no_ema, overwrite=args.overwrite)

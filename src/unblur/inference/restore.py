@@ -296,6 +296,10 @@ def restore(
         raise InputError("this network is non-blind: give the blur kernel")
     k = _as_kernel(kernel, x) if kernel is not None else None
     net = net.to(dev).eval()
+    if tile == "auto" and getattr(net, "session", None) is not None:  # an onnxruntime network (inference.onnx)
+        from .onnx import ONNX_TILE
+
+        tile = ONNX_TILE
     out, kernels, filters, radius = _run_model(_GivenKernel(net, k) if k is not None else net, x, tile, precision,
                                                estimate_kernel and k is None, estimate_filters)
     return RestoreResult(out, k if k is not None else kernels, filters, radius, note)

@@ -61,6 +61,7 @@ class RestorationModel(nn.Module):
     blind: bool = True  # False: the model needs the blur kernel (``model(x, kernel=k)``)
     physical_kernels: bool = False  # True: ``_forward`` returns ``"kernels"`` (physical PSFs per stage)
     radius_map: bool = False  # True: ``_forward`` returns ``"radius_map"`` (per-pixel defocus radius, pixels)
+    onnx_unsupported: str | None = None  # why ``unblur export --onnx`` refuses this architecture (None: it exports)
     # TLC (Chu et al., ECCV 2022): at inference on inputs larger than this (pixels), channel attention averages over
     # windows of this size instead of the whole map: statistics like those of the training crops, and a tile sees
     # the same statistics as the whole photo. ``None``: global statistics always.

@@ -472,6 +472,9 @@ class DeepRFTv2(RestorationModel):
     then the same four at full scale; the last (col-2 FKE image) is the prediction.
     """
 
+    # the selective scan's Python loop over positions unrolls into a graph too large to export in reasonable time
+    onnx_unsupported = "its selective scan's loop did not export within 10 minutes"
+
     def __init__(
         self,
         channels: Sequence[int] = (48, 96, 192),

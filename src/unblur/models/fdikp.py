@@ -58,9 +58,8 @@ class LocalSpectrum(nn.Module):
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         B, C, H, W = f.shape
         w = self.window
-        ph, pw = (-H) % w, (-W) % w
-        if ph or pw:
-            f = F.pad(f, (0, pw, 0, ph), mode="replicate")
+        # always pad (maybe by 0): no branch on the size, so an exported graph keeps it free
+        f = F.pad(f, (0, (-W) % w, 0, (-H) % w), mode="replicate")
         nh, nw = f.shape[-2] // w, f.shape[-1] // w
         patches = f.reshape(B, C, nh, w, nw, w).permute(0, 1, 2, 4, 3, 5)
         spec = torch.log1p(rfft2(patches).abs())  # (B, C, nh, nw, w, w // 2 + 1), float32

@@ -1,0 +1,81 @@
+"""ONNX export of the FFT networks and the onnxruntime backend: onnxruntime's output matches PyTorch's on odd sizes
+(the graph's height and width are free), the CLI exports and restores with it, bad files are one-line errors.
+Skipped when the optional packages are absent."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import unblur.models as M  # noqa: E402
+from unblur.errors import InputError  # noqa: E402
+from unblur.inference.onnx import OnnxNet, export_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fdikp_onnx(tmp_path_factory):
+    """FDIKP-tiny: FFTs (local spectra, the Fourier refinement block) and dilated per-image convolutions."""
+    torch.manual_seed(0)
+    net = M.create("fdikp-tiny").eval()
+    path = export_onnx(net, tmp_path_factory.mktemp("onnx") / "fdikp.onnx")
+    return net, path
+
+
+def test_onnxruntime_matches_pytorch_on_odd_sizes(fdikp_onnx):
+    net, path = fdikp_onnx
+    ort_net = OnnxNet(path)
+    assert ort_net.size_multiple == net.size_multiple and ort_net.model_name == "fdikp-tiny"
+    for shape in ((1, 3, 67, 45), (2, 3, 41, 90)):
+        x = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+        with torch.no_grad():
+            ref = net(x)
+        torch.testing.assert_close(ort_net(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_restore_runs_the_onnx_backend_and_tiles_big_photos(fdikp_onnx):
+    from unblur.inference.restore import restore
+
+    net, path = fdikp_onnx
+    x = torch.rand(3, 120, 150, generator=torch.Generator().manual_seed(3))
+    got = restore(x, model=OnnxNet(path), tile=None).image
+    with torch.no_grad():
+        want = net(x[None]).clamp(0, 1)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_cli_export_and_restore_with_onnx(tmp_path, capsys):
+    from PIL import Image
+
+    from unblur.cli.main import main
+
+    out = tmp_path / "naf.onnx"
+    assert main(["export", "--onnx", "nafnet-tiny.motion", str(out)]) == 0
+    assert main(["export", "--onnx", "nafnet-tiny.motion", str(out)]) == 2  # exists: never overwritten
+    img = (torch.rand(45, 61, 3, generator=torch.Generator().manual_seed(4)) * 255).byte().numpy()
+    Image.fromarray(img).save(tmp_path / "p.png")
+    assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o"), "--backend", "onnx",
+                 "--model", str(out)]) == 0
+    assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o2"), "--model", "nafnet-tiny.motion"]) == 0
+    a, b = (torch.from_numpy(__import__("numpy").asarray(Image.open(tmp_path / d / "p.png"))).float()
+            for d in ("o", "o2"))
+    assert (a - b).abs().max() <= 1  # the same photo to 8-bit rounding
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o3"), "--backend", "onnx",
+                 "--model", str(tmp_path / "p.png")]) == 2
+    assert "not a loadable ONNX model" in capsys.readouterr().err
+
+
+def test_bad_export_requests_are_one_line_errors(tmp_path):
+    with pytest.raises(InputError, match=r"\.onnx"):
+        export_onnx("nafnet-tiny.motion", tmp_path / "x.bin")
+    with pytest.raises(InputError, match="not found"):
+        OnnxNet(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("name", ["deeprftv2-tiny", "gdunet-tiny", "upadnet-tiny"])
+def test_architectures_that_do_not_export_yet_are_refused_at_once(name, tmp_path):
+    with pytest.raises(InputError, match="does not export to ONNX yet"):
+        export_onnx(M.create(name), tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
