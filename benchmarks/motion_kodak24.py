@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     paths, _ = expand_inputs([args.data])
     paths = paths[: args.limit] if args.limit else paths
     pairs = degrade(paths, args.device)
-    models = [m for m in ("nafnet-tiny", "deeprftv2-tiny", "gdunet-tiny") if f"{m}.motion" in list_models(pretrained=True)]
+    models = [m for m in ("nafnet-tiny", "deeprftv2-tiny", "gdunet-tiny", "upadnet-tiny") if f"{m}.motion" in list_models(pretrained=True)]
     rows = []
     try:
         candidates = dict(c.split("=", 1) for c in args.candidate)

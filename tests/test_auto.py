@@ -28,7 +28,7 @@ def _line(n=21):
 
 def test_features_are_deterministic_and_see_the_direction_of_a_blur():
     f = blur_features(_blurred(_line()))
-    assert f.shape == (108,) and torch.equal(f, blur_features(_blurred(_line())))
+    assert f.shape == (106,) and torch.equal(f, blur_features(_blurred(_line())))
     # the spread over orientations of the mid bands is larger for a directional blur than for a disk
     mid = slice(8, 24)  # bands 1 and 2 of the textured windows, 8 orientations each
     assert f[mid].std() > 2 * blur_features(_blurred(defocus_kernel(4.0, 17)))[mid].std()
@@ -59,7 +59,7 @@ def test_cli_auto_picks_weights_per_photo_and_says_why(tmp_path, capsys):
     from unblur.cli.main import main
 
     for name, k in (("disk", defocus_kernel(6.0, 17)), ("line", _line())):
-        y = _blurred(k)[0, :, 100:228, 150:278].clamp(0, 1)
+        y = _blurred(k)[0, :, 50:306, 100:356].clamp(0, 1)  # 256 px: enough windows for the spectra
         Image.fromarray((y.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(tmp_path / f"{name}.png")
     rc = main(["restore", str(tmp_path / "disk.png"), str(tmp_path / "line.png"), "-o", str(tmp_path / "out"),
                "--model", "auto"])

@@ -7,7 +7,7 @@ the grey photo: the mean power spectrum of 64 px Hann windows (log), pooled into
 each band's values relative to its mean over orientations (what is left is the anisotropy, not the photo's overall
 brightness or blur strength), plus each band's mean relative to the lowest band (how much the blur removed); once
 for the textured half of the windows and once for the most blurred half of those (defocus varies with depth).
-:class:`BlurKindClassifier` is a logistic regression on those 108 numbers, trained on synthetic blur of the CBSD432
+:class:`BlurKindClassifier` is a logistic regression on those 106 numbers, trained on synthetic blur of the CBSD432
 training photos (``scripts/train_auto_classifier.py``; shipped as ``weights/auto-blur-kind.safetensors``), whose
 accuracy on Kodak24 ``benchmarks/auto_choice.py`` measures.
 """
@@ -50,7 +50,7 @@ _POOL = _polar_pool()
 
 
 def blur_features(image: torch.Tensor, work_size: int = 768) -> torch.Tensor:
-    """The classifier's 108 features of ``image`` ((C, H, W) or (1, C, H, W), [0, 1]); photos larger than
+    """The classifier's 106 features of ``image`` ((C, H, W) or (1, C, H, W), [0, 1]); photos larger than
     ``work_size`` px are scaled down first (so that the blur, in pixels, is comparable)."""
     x = image if image.ndim == 4 else image[None]
     g = luminance(x[:1].double())

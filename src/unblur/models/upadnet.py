@@ -135,3 +135,12 @@ class UPADNet(GDUNet):
         X = amplitude_phase_lmmse(rfft2(y_ext), otf, U, amp_var, phase_var, noise_var, floor)
         return irfft2(X, s=(H, W)).to(u.dtype)
 
+
+
+register_weights(
+    "upadnet-tiny", "motion", blind=True, blur=("motion",),
+    data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.05) with kernel targets, started from "
+         "gdunet-tiny.motion's shared modules, configs/upadnet-tiny-motion.yaml",
+    steps="900 (2-core CPU, crops 128, batch 4)",
+    scores="see benchmarks/motion_kodak24.md and benchmarks/levin.md",
+)
