@@ -3,6 +3,7 @@
 Skipped when the optional packages are absent."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,8 +59,7 @@ def test_cli_export_and_restore_with_onnx(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o"), "--backend", "onnx",
                  "--model", str(out)]) == 0
     assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o2"), "--model", "nafnet-tiny.motion"]) == 0
-    a, b = (torch.from_numpy(__import__("numpy").asarray(Image.open(tmp_path / d / "p.png"))).float()
-            for d in ("o", "o2"))
+    a, b = (torch.tensor(np.array(Image.open(tmp_path / d / "p.png")), dtype=torch.float32) for d in ("o", "o2"))
     assert (a - b).abs().max() <= 1  # the same photo to 8-bit rounding
     capsys.readouterr()
     assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "o3"), "--backend", "onnx",

@@ -137,5 +137,7 @@ class OnnxNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"ONNX network {self.model_name}: expected (B, 3, H, W), got {tuple(x.shape)}")
         xp, (H, W) = pad_to_multiple(x.float().cpu(), self.size_multiple)
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(xp.numpy())})[0]
-        return torch.from_numpy(out)[..., :H, :W].to(x.device)
+        # the graph takes one image (the batch is fixed at export): a batch runs image by image
+        outs = [self.session.run(None, {self.input_name: np.ascontiguousarray(xp[i:i + 1].numpy())})[0]
+                for i in range(xp.shape[0])]
+        return torch.from_numpy(np.concatenate(outs))[..., :H, :W].to(x.device)
