@@ -59,6 +59,21 @@ def blur(sharp: torch.Tensor, kind: str, g: torch.Generator, crop: int) -> tuple
     return quantise(GaussianNoise(0.01)(out, generator=g)), target
 
 
+def real_photos(folder: Path) -> list[str]:
+    """The choice on real photos whose names say their blur (``motion_*``, ``defocus_*``), one row each."""
+    paths = sorted(p for p in folder.glob("*") if p.stem.split("_")[0] in ("motion", "defocus")) if folder.is_dir() else []
+    if not paths:
+        return []
+    rows, hits = [], 0
+    for p in paths:
+        truth = p.stem.split("_")[0]
+        chosen, why = choose_kind(read_image(p).data)
+        hits += chosen == truth
+        rows.append(f"| `{p.name}` | {truth} | {chosen} | {why} |")
+    return ["", f"Real photos (`{folder}`, no ground truth; the file name says the blur): {hits} of {len(paths)} "
+                "chosen right.", "", "| photo | blur (file name) | chosen | why |", "|---|---|---|---|"] + rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/test/Kodak24")
@@ -68,6 +83,8 @@ def main(argv=None) -> int:
                     help="use only the N photos training holds out of --data (e.g. CBSD432 and 16: the tuning set)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-restore", action="store_true", help="accuracy only (no network runs)")
+    ap.add_argument("--real", default="../shared/data/test/real-photos",
+                    help="real blurry photos named motion_* / defocus_* (no ground truth): the choice per photo")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
     args = ap.parse_args(argv)
     if not Path(args.data).is_dir():
@@ -110,7 +127,7 @@ def main(argv=None) -> int:
         "",
         "| blur | right weights | chosen right | PSNR input | PSNR with auto's choice | PSNR with the right weights |",
         "|---|---|---|---|---|---|",
-    ] + rows
+    ] + rows + real_photos(Path(args.real))
     emit(lines, args.out)
     return 0
 
