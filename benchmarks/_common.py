@@ -33,3 +33,17 @@ def emit(lines: list[str], out: str | None) -> str:
     if out:
         Path(out).write_text(text)
     return text
+
+
+def photos_in(data, limit: int | None = None):
+    """The photos of the folder ``data`` (first ``limit``), or ``None`` with a note when it is absent (benchmarks
+    skip, not fail, without ../shared/data)."""
+    import sys
+
+    from unblur.io import expand_inputs
+
+    if not Path(data).is_dir():
+        print(f"data folder {data} not found; nothing to do", file=sys.stderr)
+        return None
+    paths, _ = expand_inputs([str(data)])
+    return paths[:limit] if limit else paths

@@ -24,14 +24,14 @@ import torch
 from unblur.data import holdout_split
 from unblur.data.folders import list_images
 from unblur.inference.auto import AUTO_WEIGHTS, choose_kind
-from unblur.io import expand_inputs, read_image
+from unblur.io import read_image
 from unblur.metrics import psnr
 from unblur.models import create
 from unblur.physics import DefocusMapGenerator, conv2d, defocus_kernel, motion_kernel, render_defocus
 from unblur.physics.noise import GaussianNoise
 from unblur.physics.pipeline import crop_valid
 
-from _common import emit, run_line  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import emit, run_line, photos_in  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import quantise  # noqa: E402
 
 SEED = 2028
@@ -87,11 +87,10 @@ def main(argv=None) -> int:
                     help="real blurry photos named motion_* / defocus_* (no ground truth): the choice per photo")
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
     args = ap.parse_args(argv)
-    if not Path(args.data).is_dir():
-        print(f"data folder {args.data} not found; nothing to do", file=sys.stderr)
+    paths = photos_in(args.data)
+    if paths is None:
         return 0
     torch.set_num_threads(args.threads)
-    paths, _ = expand_inputs([args.data])
     if args.holdout:  # the same sorted list and seeded choice as training's holdout
         every = list_images(args.data, recursive=True)
         paths = [every[i] for i in holdout_split(len(every), args.holdout)[1]]

@@ -14,8 +14,8 @@ Sets (fixed, seeded; Gaussian noise sigma 0.01, 8-bit quantised input and output
 Methods: the blurred input; the classical non-blind ``hqs-hl`` and ``wiener`` given the true disk (uniform sets
 only); the classical blind ``blind-l0``; every shipped network (motion weights for reference; defocus weights);
 ``--candidate MODEL=WEIGHTS`` for unshipped weights. Scores (the DPDD protocol): PSNR, SSIM (scikit-image
-defaults: ``ssim(variant="skimage")``), MAE, seconds per image; LPIPS only when the ``lpips`` package and its
-weights are installed (nothing downloads).
+defaults: ``ssim(variant="skimage")``), MAE, seconds per image. LPIPS is not reported: it needs its network's
+weights on disk, and nothing downloads.
 
     python benchmarks/defocus.py [--sets kodak-uniform nyu] [--limit N] [--skip blind-l0] [--update]
 """
@@ -126,12 +126,14 @@ def methods(candidates: dict[str, str]):
                as_image(network(create(name, weights=path))))
 
 
-def _lpips():
-    try:  # only when the user has it, with its weights: nothing downloads
+def _lpips_status() -> str:
+    """LPIPS is not wired in (its network weights would have to be on disk: nothing downloads); say whether the
+    package is even there."""
+    try:
         import lpips  # noqa: F401
     except ImportError:
-        return None
-    return None  # wiring it needs its pretrained weights on disk; not set up on this machine
+        return "not installed on this machine: not reported"
+    return "installed, but its weights are not wired in: not reported"
 
 
 def main(argv=None) -> int:
@@ -208,7 +210,7 @@ def main(argv=None) -> int:
         "radius 3-7 px; nyu: real depth maps, thin lens, 2 settings a photo)",
         "- SSIM: scikit-image defaults (7x7 uniform window, sample covariances; `ssim(variant=\"skimage\")`, the "
         "DPDD protocol); MAE on [0, 1]; s: seconds per image on this machine, wall clock",
-        f"- LPIPS: {'not installed on this machine: not reported' if _lpips() is None else 'reported'}",
+        f"- LPIPS: {_lpips_status()}",
         "- `-`: the method does not apply (a classical non-blind method needs one disk: uniform sets only)",
         "- rows kept from earlier runs (`--update`) say when they were measured",
         "",

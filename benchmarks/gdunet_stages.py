@@ -18,7 +18,7 @@ from unblur.io import expand_inputs
 from unblur.metrics import kernel_psnr, psnr
 from unblur.models import create
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import cpu_model, emit  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import degrade, quantise  # noqa: E402
 
 
@@ -62,8 +62,7 @@ def main(argv=None) -> int:
         "|---|---|---|",
         *rows,
     ]) + "\n"
-    print(md)
-    args.out.write_text(md)
+    emit(md.splitlines(), args.out)
     return 0
 
 

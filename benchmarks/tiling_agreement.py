@@ -19,7 +19,7 @@ from unblur.inference.tiling import tiled_apply
 from unblur.metrics import psnr
 from unblur.models import create, list_models
 
-from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import cpu_model, emit  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 TILES = [(160, 20), (256, 32)]  # (tile, overlap): the overlap unblur restore uses (tile // 8, at least 16)
 
@@ -57,8 +57,7 @@ def main(argv=None) -> int:
         "|---|" + "---|" * len(heads),
         *rows,
     ]) + "\n"
-    print(md)
-    args.out.write_text(md)
+    emit(md.splitlines(), args.out)
     return 0
 
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-from unblur.io import expand_inputs
 from unblur.metrics import kernel_psnr, psnr, ssim
 from unblur.models import create
 
-from _common import emit, run_line  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import emit, run_line, photos_in  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import KERNEL_SIZE, SEED, degrade, network, quantise  # noqa: E402
 
 SIGMAS = (0.01, 0.03, 0.05)
-
 
 def build(model: str, weights: str) -> torch.nn.Module:
     """``MODEL[:key=value...]`` with ``WEIGHTS`` (a safetensors file, or ``-``: a shipped weight set's own
@@ -38,7 +35,6 @@ def build(model: str, weights: str) -> torch.nn.Module:
         return create(name, pretrained="." in name, **args).eval()
     return create(name, weights=weights, **args).eval()
 
-
 def _value(v: str):
     for cast in (int, float):
         try:
@@ -46,7 +42,6 @@ def _value(v: str):
         except ValueError:
             pass
     return v
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,12 +53,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
     args = ap.parse_args(argv)
-    if not Path(args.data).is_dir():
-        print(f"data folder {args.data} not found; nothing to do", file=sys.stderr)
+    paths = photos_in(args.data, args.limit)
+    if paths is None:
         return 0
     torch.set_num_threads(args.threads)
-    paths, _ = expand_inputs([args.data])
-    paths = paths[: args.limit] if args.limit else paths
     sets = {s: degrade(paths, "cpu", noise=s) for s in args.sigmas}
     rows = [("blurred input", "-", {s: (sum(psnr(p["blurred"], p["sharp"]).item() for p in ps) / len(ps),
                                          sum(ssim(p["blurred"], p["sharp"]).item() for p in ps) / len(ps), None)
@@ -103,7 +96,6 @@ def main(argv=None) -> int:
     ] + table
     emit(lines, args.out)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

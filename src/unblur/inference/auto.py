@@ -25,7 +25,6 @@ __all__ = ["AUTO_WEIGHTS", "BlurKindClassifier", "blur_features", "choose_kind"]
 
 # The weight set ``--model auto`` picks for each kind.
 AUTO_WEIGHTS = {"motion": "deeprftv2-tiny.motion", "defocus": "fdikp-tiny.defocus"}
-KINDS = ("motion", "defocus")
 WINDOW, BANDS, ANGLES = 64, 6, 8
 CLASSIFIER_FILE = "auto-blur-kind.safetensors"
 

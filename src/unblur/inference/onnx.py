@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -131,7 +130,6 @@ class OnnxNet(nn.Module):
         self.model_name = meta.get("model", path.stem)
         self.size_multiple = int(meta.get("size_multiple", 1))
         self.input_name = self.session.get_inputs()[0].name
-        self.meta = json.dumps(meta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:

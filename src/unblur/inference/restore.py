@@ -410,11 +410,11 @@ def restore_file(
     loaded = None
     if isinstance(model, str) and model == AUTO:
         loaded = read_image(in_path)
-        model, note = resolve_auto(loaded.data)
+        name, note = resolve_auto(loaded.data)
         if report is not None:
             report(f"{in_path}: {note}")
-        net = load_model(model)
-        save_kernel = save_kernel and bool(getattr(net, "radius_map", False) or getattr(net, "physical_kernels", False))
+        model = load_model(name)
+        save_kernel = save_kernel and bool(getattr(model, "radius_map", False) or getattr(model, "physical_kernels", False))
     if isinstance(model, str):
         model = load_model(model)
     radius_map = bool(getattr(model, "radius_map", False))

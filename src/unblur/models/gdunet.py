@@ -221,7 +221,12 @@ class GDUNet(RestorationModel):
         self.log_beta = nn.Parameter(torch.full((self.stages,), math.log(beta)))
         self.log_weight = nn.Parameter(torch.full((self.stages,), math.log(weight)))
 
-    def _image_step(self, t: int, u: torch.Tensor, y_ext: torch.Tensor, otf: torch.Tensor, otfs_grad) -> torch.Tensor:
+    def _image_step_inputs(self, y_ext: torch.Tensor) -> dict:
+        """What every stage's image step needs from the observation alone, computed once per forward pass."""
+        return {}
+
+    def _image_step(self, t: int, u: torch.Tensor, y_ext: torch.Tensor, otf: torch.Tensor, otfs_grad,
+                    shared: dict) -> torch.Tensor:
         """Stage ``t``'s data step on the extended domain: the closed-form gradient-domain half-quadratic step."""
         step = FourierDataStep(y_ext, otf, otfs_grad)
         tx, ty = self.priors[t](*gradients(u))
@@ -234,10 +239,11 @@ class GDUNet(RestorationModel):
         y_ext = dom.extend(y)
         otfs_grad = gradient_otfs(dom.shape, device=y.device, dtype=y.dtype)
         u, feat = self._apply_prox(self.start, y_ext)
+        shared = self._image_step_inputs(y_ext)
         outputs, kernels = [(dom.crop(u), 1.0)], []
         for t in range(self.stages):
             k = self._kernel(t, u, y, feat, dom)
-            x = self._image_step(t, u, y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad)
+            x = self._image_step(t, u, y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad, shared)
             u, feat = self._apply_prox(self.proxes[t], x)
             outputs.append((dom.crop(u), 1.0))
             kernels.append(k)

@@ -120,22 +120,23 @@ class UPADNet(GDUNet):
             raise InputError(f"UPADNet: {name!r} shares no stage modules with this size")
         self.load_state_dict(shared, strict=False)
 
-    def _image_step(self, t: int, u: torch.Tensor, y_ext: torch.Tensor, otf: torch.Tensor, otfs_grad) -> torch.Tensor:
-        H, W = u.shape[-2:]
-        radius = radial_frequency((H, W), device=u.device)
+    def _image_step_inputs(self, y_ext: torch.Tensor) -> dict:
+        H, W = y_ext.shape[-2:]
         sigma = estimate_noise_sigma(y_ext).detach().clamp_min(_SIGMA_FLOOR).float()
-        noise_var = self.log_noise[t].exp() * sigma ** 2 * (H * W)
-        floor = _SIGMA_FLOOR ** 2 * (H * W)  # a prior variance at least at the noise floor
-        amp_var = _profile(self.log_amp_var[t], radius).exp()
+        return {"Y": rfft2(y_ext), "radius": radial_frequency((H, W), device=y_ext.device),
+                "sigma2": sigma ** 2 * (H * W), "floor": _SIGMA_FLOOR ** 2 * (H * W)}
+
+    def _image_step(self, t: int, u: torch.Tensor, y_ext: torch.Tensor, otf: torch.Tensor, otfs_grad,
+                    shared: dict) -> torch.Tensor:
+        noise_var = self.log_noise[t].exp() * shared["sigma2"]  # noise of a spectrum coefficient
+        amp_var = _profile(self.log_amp_var[t], shared["radius"]).exp()
         U = rfft2(u)
         if self.decomposition == "image":
-            beta = complex_lmmse_beta(U, amp_var, noise_var, floor)
+            beta = complex_lmmse_beta(U, amp_var, noise_var, shared["floor"])
             return FourierDataStep(y_ext, otf)(beta=beta, u=u)
-        phase_var = _profile(self.log_phase_var[t], radius).exp()
-        X = amplitude_phase_lmmse(rfft2(y_ext), otf, U, amp_var, phase_var, noise_var, floor)
-        return irfft2(X, s=(H, W)).to(u.dtype)
-
-
+        phase_var = _profile(self.log_phase_var[t], shared["radius"]).exp()
+        X = amplitude_phase_lmmse(shared["Y"], otf, U, amp_var, phase_var, noise_var, shared["floor"])
+        return irfft2(X, s=u.shape[-2:]).to(u.dtype)
 
 register_weights(
     "upadnet-tiny", "motion", blind=True, blur=("motion",),
