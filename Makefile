@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[test,train,onnx]"
+	$(BIN)/python -m pip install -q -e ".[test,train,onnx,web]"
 	touch $(STAMP)
 
 install: $(STAMP)

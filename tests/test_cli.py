@@ -11,7 +11,7 @@ from PIL import Image
 from unblur.cli.main import main
 from unblur.physics.conv import conv2d
 
-SUBCOMMANDS = ["restore", "blur", "eval", "train", "models"]
+SUBCOMMANDS = ["restore", "blur", "eval", "train", "models", "serve"]
 
 
 def _scene(h, w, c=3, seed=0):

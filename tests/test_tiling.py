@@ -301,3 +301,17 @@ def test_cpu_activation_budget_is_capped(monkeypatch):
 
     monkeypatch.setattr(tiling, "CPU_ACTIVATION_LIMIT", 1 << 20)
     assert available_memory("cpu") <= 1 << 20
+
+
+def test_tile_progress_callback_counts_every_tile():
+    from unblur.inference.tiling import tile_progress
+
+    seen = []
+    x = torch.rand(1, 3, 70, 90)
+    with tile_progress("t", enabled=False, callback=lambda done, total: seen.append((done, total))):
+        out = tiled_apply(lambda t: t * 2, x, tile=32, overlap=8)
+    torch.testing.assert_close(out, x * 2)
+    total = seen[-1][1]
+    assert total > 1 and [d for d, _ in seen] == list(range(1, total + 1)) and {t for _, t in seen} == {total}
+    tiled_apply(lambda t: t, x, tile=32, overlap=8)  # outside the block: no calls
+    assert len(seen) == total

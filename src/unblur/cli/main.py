@@ -26,7 +26,7 @@ def error(message: str, file=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import blur, eval as eval_cmd, models, restore, train
+    from . import blur, eval as eval_cmd, models, restore, serve, train
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     if register_export is not None:
         register_export(subparsers)
     models.register(subparsers)
+    serve.register(subparsers)
     return parser
 
 

@@ -78,7 +78,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..errors import InputError
-    from ..inference.restore import AUTO, default_choice, load_model, resolve_device, restore_file
+    from ..inference.restore import (AUTO, default_choice, estimates_blur, load_model, resolve_device,
+                                     restore_file)
     from ..inference.tiling import tile_progress
     from ..io import expand_inputs, match_kernels
     from .main import error
@@ -148,8 +149,7 @@ def run(args) -> int:
 
     # The kernel a blind method or network estimates is part of its result: write it unless told not to.
     radius_map = model is not None and bool(getattr(model, "radius_map", False))  # defocus map instead of a kernel
-    estimates = auto or (method is not None and METHODS[method].blind) or radius_map or (
-        model is not None and getattr(model, "blind", True) and getattr(model, "physical_kernels", False))
+    estimates = estimates_blur(method, model)
     save_kernel = args.save_kernel if args.save_kernel is not None else estimates
     if args.save_filters and model is None:
         raise InputError("--save-filters applies to networks (--model)")

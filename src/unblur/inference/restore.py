@@ -100,6 +100,20 @@ def load_model(name: str) -> nn.Module:
 AUTO = "auto"  # the model name that picks motion or defocus weights per photo (unblur.inference.auto)
 
 
+def estimates_blur(method: str | None, model) -> bool:
+    """Whether restoring with ``method`` or ``model`` (a network, or :data:`AUTO`) estimates something worth
+    writing next to the result: a blind classical method's kernel, a blind network's physical kernel or its
+    blur-radius map (``auto`` decides per photo, in :func:`restore_file`)."""
+    if model is None:
+        from ..classical import METHODS
+
+        return bool(METHODS[method].blind)
+    if isinstance(model, str) and model == AUTO:
+        return True
+    return bool(getattr(model, "radius_map", False)) or (
+        getattr(model, "blind", True) and bool(getattr(model, "physical_kernels", False)))
+
+
 def resolve_auto(image: torch.Tensor) -> tuple[str, str]:
     """``(weight set, note)`` that ``model="auto"`` picks for ``image``: a small classifier on the blur's spectral
     signature (:mod:`unblur.inference.auto`)."""

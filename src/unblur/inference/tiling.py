@@ -117,7 +117,7 @@ def tiled_apply(
 
     mean = None  # running weighted mean (B, C', H, W)
     wsum = torch.zeros(1, 1, H, W, device=x.device, dtype=torch.float32)
-    bar = _progress_bar(len(positions))
+    bar = _Progress(len(positions))
     for start in range(0, len(positions), batch):
         chunk = positions[start:start + batch]
         crops = [x[..., ys[i]:ys[i] + th, xs[j]:xs[j] + tw] for i, j in chunk]
@@ -140,35 +140,48 @@ def tiled_apply(
             v = out[n * B:(n + 1) * B].to(device=x.device, dtype=mean.dtype)
             mean[..., sy, sx] = m + ratio * (v - m)
             wsum[..., sy, sx] = acc
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+        bar.update(len(chunk))
+    bar.close()
     return mean
 
 
-_PROGRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar("unblur_tile_progress", default=None)
+_PROGRESS: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("unblur_tile_progress", default=None)
 
 
 @contextlib.contextmanager
-def tile_progress(desc: str, enabled: bool = True):
+def tile_progress(desc: str, enabled: bool = True, callback: Callable[[int, int], None] | None = None):
     """Within the block, every :func:`tiled_apply` over several tiles shows a progress bar labelled ``desc``
     (tqdm on stderr; on terminals only). Long work on big photos (a tiled network, blind-l0's tiled final
-    deconvolution) then reports how far it got."""
-    token = _PROGRESS.set(desc if enabled else None)
+    deconvolution) then reports how far it got. ``callback(done, total)``, when given, is also called after each
+    batch of tiles (the web page's progress), whether or not the bar is shown."""
+    token = _PROGRESS.set((desc if enabled else None, callback))
     try:
         yield
     finally:
         _PROGRESS.reset(token)
 
 
-def _progress_bar(total: int):
-    desc = _PROGRESS.get()
-    if desc is None or total < 2:
-        return None
-    from tqdm import tqdm
+class _Progress:
+    """The tqdm bar and/or the callback of the enclosing :func:`tile_progress` block."""
 
-    return tqdm(total=total, desc=desc, unit="tile", leave=False, disable=None)
+    def __init__(self, total: int):
+        desc, self.callback = _PROGRESS.get() or (None, None)
+        self.total, self.done, self.bar = total, 0, None
+        if desc is not None and total >= 2:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="tile", leave=False, disable=None)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 # --------------------------------------------------------------------------- window mode (models)
