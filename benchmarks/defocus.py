@@ -11,6 +11,10 @@ Sets (fixed, seeded; Gaussian noise sigma 0.01, 8-bit quantised input and output
   lens (50 mm, 36 mm wide sensor: 0.056 mm pixels at 640 px), two settings per photo: focused at 1.5 m at f/2.8 and
   at 4 m at f/2, radii clipped to 8 px.
 
+- ``dpdd``, ``realdof`` (only with ``--dpdd ROOT`` / ``--realdof ROOT``): the real pairs of those benchmarks, read by
+  ``unblur.data.find_pairs`` (DPDD: ``test_c/source`` with ``test_c/target``, or Restormer's ``inputC``/``target``;
+  RealDOF: ``source`` with ``target``), centre crops of ``--crop`` px (0: whole photos, the published protocol).
+
 Methods: the blurred input; the classical non-blind ``hqs-hl`` and ``wiener`` given the true disk (uniform sets
 only); the classical blind ``blind-l0``; every shipped network (motion weights for reference; defocus weights);
 ``--candidate MODEL=WEIGHTS`` for unshipped weights. Scores (the DPDD protocol): PSNR, SSIM (scikit-image
@@ -18,6 +22,7 @@ defaults: ``ssim(variant="skimage")``), MAE, seconds per image. LPIPS is not rep
 weights on disk, and nothing downloads.
 
     python benchmarks/defocus.py [--sets kodak-uniform nyu] [--limit N] [--skip blind-l0] [--update]
+    python benchmarks/defocus.py --sets --dpdd DPDD_ROOT --realdof REALDOF_ROOT --crop 0 --out dpdd.md
 """
 from __future__ import annotations
 
@@ -100,6 +105,19 @@ def nyu_pairs(root: Path, crop: int) -> list[dict]:
     return pairs
 
 
+def real_pairs(root: Path, layout: str, crop: int, limit: int | None) -> list[dict]:
+    """The real (blurred, sharp) pairs of a defocus benchmark on disk, as read by unblur.data.find_pairs."""
+    from unblur.data import find_pairs
+
+    pairs = []
+    for blurred, sharp in find_pairs(root, layout, "test")[:limit]:
+        b, t = read_image(blurred).data[None], read_image(sharp).data[None]
+        if crop:
+            b, t = _centre(b, crop), _centre(t, crop)
+        pairs.append({"name": blurred.stem, "blurred": b, "sharp": t, "kernel": None, "radius": None})
+    return pairs
+
+
 def classical(method: str, known: bool):
     def run(pr):
         if known and pr["kernel"] is None:
@@ -139,8 +157,11 @@ def _lpips_status() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/test")
-    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    ap.add_argument("--crop", type=int, default=320, help="centre crop side of every test photo (default 320)")
+    ap.add_argument("--sets", nargs="*", default=list(SETS), choices=SETS)
+    ap.add_argument("--dpdd", metavar="ROOT", help="also the DPDD test pairs under ROOT (test_c/source, test_c/target)")
+    ap.add_argument("--realdof", metavar="ROOT", help="also the RealDOF pairs under ROOT (source, target)")
+    ap.add_argument("--crop", type=int, default=320,
+                    help="centre crop side of every test photo (default 320; 0: whole photos, DPDD and RealDOF only)")
     ap.add_argument("--limit", type=int, default=None, help="first N photos of each set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", nargs="*", default=[], help="substrings of method names to skip")
@@ -149,7 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--update", action="store_true", help="keep the rows of --out that this run does not recompute")
     args = ap.parse_args(argv)
     data = Path(args.data)
-    if not data.is_dir():
+    if not data.is_dir() and args.sets:
         print(f"data folder {data} not found; nothing to do", file=sys.stderr)
         return 0
     torch.set_num_threads(args.threads)
@@ -167,8 +188,12 @@ def main(argv=None) -> int:
                 "mcmaster-uniform": lambda: uniform_pairs(photos("McMaster"), args.crop),
                 "mcmaster-varying": lambda: varying_pairs(photos("McMaster"), args.crop),
                 "nyu": lambda: nyu_pairs(data / "nyu-rgbd11", args.crop)}
+    if args.dpdd:
+        builders["dpdd"] = lambda: real_pairs(Path(args.dpdd), "dpdd", args.crop, args.limit)
+    if args.realdof:
+        builders["realdof"] = lambda: real_pairs(Path(args.realdof), "realdof", args.crop, args.limit)
     sets = {}
-    for name in args.sets:
+    for name in args.sets + [n for n in ("dpdd", "realdof") if n in builders]:
         pairs = builders[name]()
         sets[name] = pairs[: 2 * args.limit] if (args.limit and name == "nyu") else pairs
     rows = []
@@ -205,7 +230,7 @@ def main(argv=None) -> int:
         "# Defocus deblurring: uniform disks and spatially varying defocus",
         "",
         run_line(),
-        f"- sets: {sizes}; centre crops of {args.crop} px; noise sigma {NOISE}, 8-bit input and output; protocol "
+        f"- sets: {sizes}; {f'centre crops of {args.crop} px' if args.crop else 'whole photos'}; noise sigma {NOISE}, 8-bit input and output; protocol "
         "in the script's docstring (uniform: disk radius 2-7 px, `valid` blur; varying: random scenes, largest "
         "radius 3-7 px; nyu: real depth maps, thin lens, 2 settings a photo)",
         "- SSIM: scikit-image defaults (7x7 uniform window, sample covariances; `ssim(variant=\"skimage\")`, the "

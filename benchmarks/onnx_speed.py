@@ -2,8 +2,10 @@
 
 Each network is exported with ``unblur.inference.onnx.export_onnx`` (into a temporary folder) and run on the same
 random ``--size`` photo (default 1280x720) by both, with ``--threads`` threads each: seconds per photo (the best of
-``--repeat`` runs after one warm-up), and the largest difference between the two outputs. Both run the network's
-core on the whole photo (global channel statistics, as the exported graph; ``restore`` itself tiles large photos).
+``--repeat`` runs after one warm-up), and the largest difference between the two outputs. Networks with free sizes
+(nafnet, fdikp): both run the network's core on the whole photo (global channel statistics, as the exported graph;
+``restore`` itself tiles large photos). Networks exported as fixed 384 px graphs (deeprftv2, gdunet, upadnet): both
+run through ``unblur.restore`` in the same 384 px tiles.
 
     python benchmarks/onnx_speed.py [--models nafnet-tiny.motion fdikp-tiny.defocus] [--size 1280x720]
 """
@@ -19,6 +21,7 @@ import torch
 
 from unblur.errors import InputError
 from unblur.inference.onnx import OnnxNet, _Core, export_onnx
+from unblur.inference.restore import restore
 from unblur.models import create, list_models
 from unblur.models.base import pad_to_multiple
 
@@ -38,8 +41,7 @@ def best_of(fn, repeat: int) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     shipped = list_models(pretrained=True)
-    ap.add_argument("--models", nargs="+", default=[m for m in ("nafnet-tiny.motion", "fdikp-tiny.defocus")
-                                                     if m in shipped])
+    ap.add_argument("--models", nargs="+", default=shipped)
     ap.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT of the test photo")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
@@ -62,19 +64,25 @@ def main(argv=None) -> int:
                 rows.append(f"| {name} | - | - | - | - | {err} |")
                 continue
             ort = OnnxNet(path, threads=args.threads)
+            if ort.tile:  # a fixed-size graph: both through restore, in the same tiles
+                run_torch = lambda: restore(x, model=net, tile=ort.tile, estimate_kernel=False).image  # noqa: E731
+                run_ort = lambda: restore(x, model=ort, estimate_kernel=False).image  # noqa: E731
+                how = f"fixed {ort.tile} px graph, both in {ort.tile} px tiles"
+            else:
+                run_torch, run_ort, how = (lambda: core(xp)), (lambda: ort(xp)), "whole photo"
             with torch.inference_mode():
-                t_torch = best_of(lambda: core(xp), args.repeat)
-                ref = core(xp)
-            t_ort = best_of(lambda: ort(xp), args.repeat)
-            diff = float((ort(xp) - ref).abs().max())
+                t_torch = best_of(run_torch, args.repeat)
+                ref = run_torch()
+            t_ort = best_of(run_ort, args.repeat)
+            diff = float((run_ort() - ref).abs().max())
             rows.append(f"| {name} | {t_torch:.2f} | {t_ort:.2f} | {t_torch / t_ort:.2f}x | {diff:.1e} | "
-                        f"exported in {export_s:.0f} s |")
+                        f"{how}; exported in {export_s:.0f} s |")
             print(rows[-1], file=sys.stderr)
     lines = [
         "# onnxruntime vs PyTorch on the CPU",
         "",
         run_line() + f"; onnxruntime {__import__('onnxruntime').__version__}",
-        f"- one random {W}x{H} photo (padded to the network's multiple), whole image, {args.threads} threads each, "
+        f"- one random {W}x{H} photo (padded to the network's multiple), {args.threads} threads each, "
         f"best of {args.repeat} runs after a warm-up",
         "",
         "| network | PyTorch s / photo | onnxruntime s / photo | speed-up | max abs difference | note |",

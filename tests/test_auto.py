@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unblur.inference.auto import AUTO_WEIGHTS, BlurKindClassifier, blur_features, choose_kind
-from unblur.models import list_models
+from unblur.models import create, list_models
 from unblur.physics import conv2d, defocus_kernel
 from unblur.physics.noise import GaussianNoise
 
@@ -66,7 +66,11 @@ def test_cli_auto_picks_weights_per_photo_and_says_why(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0
     assert f"disk.png: auto chose {AUTO_WEIGHTS['defocus']}" in err
-    assert (tmp_path / "out" / "disk.png").is_file() and (tmp_path / "out" / "disk_defocus.png").is_file()
+    assert (tmp_path / "out" / "disk.png").is_file()
+    # what the chosen defocus network estimates is written next to it: a radius map (FDIKP) or nothing (DeepRFTv2)
+    writes_map = bool(getattr(create(AUTO_WEIGHTS["defocus"]), "radius_map", False))
+    assert (tmp_path / "out" / "disk_defocus.png").is_file() == writes_map
+    assert not (tmp_path / "out" / "disk_kernel.png").exists()
     assert (tmp_path / "out" / "line.png").is_file()
     assert main(["restore", str(tmp_path / "disk.png"), "-o", str(tmp_path / "o2"), "--model", "auto",
                  "--kernel", str(tmp_path / "disk.png")]) == 2

@@ -402,3 +402,16 @@ def test_linear_recurrence_long_multilevel_matches_loop(chunk):
         h = torch.exp(la[:, t]) * h + b[:, t]
         ref.append(h)
     assert torch.allclose(linear_recurrence(la, b, chunk_size=chunk), torch.stack(ref, -1), atol=1e-10)
+
+
+@pytest.mark.parametrize("length", [1, 7, 16, 17, 300, 4099])
+def test_fixed_depth_recurrence_for_export_gives_the_same_states(length):
+    """While exporting, the chunked recurrence recurses a fixed depth (no branch on the length): same states."""
+    from unblur.models.selective_scan import EXPORT_DEPTH, _recurrence_forward
+
+    g = torch.Generator().manual_seed(length)
+    la = -torch.rand(3, length, generator=g, dtype=torch.float64)
+    bb = torch.randn(3, length, generator=g, dtype=torch.float64)
+    want = _recurrence_forward(la, bb, 16)
+    for depth in (EXPORT_DEPTH, 2):  # 2 levels: the last one loops over what is left, still exact
+        torch.testing.assert_close(_recurrence_forward(la, bb, 16, depth=depth), want, rtol=1e-12, atol=1e-12)

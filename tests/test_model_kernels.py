@@ -325,9 +325,9 @@ def test_weight_tags_load_default_and_named():
 
 
 def test_unknown_tag_and_extra_tags(monkeypatch, tmp_path):
-    with pytest.raises(InputError, match=r"^unknown weights 'deeprftv2-tiny\.defocus'; weight tags of "
-                                         r"'deeprftv2-tiny': deeprftv2-tiny\.motion$"):
-        M.create("deeprftv2-tiny.defocus", pretrained=True)
+    with pytest.raises(InputError, match=r"^unknown weights 'deeprftv2-tiny\.gopro'; weight tags of "
+                                         r"'deeprftv2-tiny': deeprftv2-tiny\.motion, deeprftv2-tiny\.defocus$"):
+        M.create("deeprftv2-tiny.gopro", pretrained=True)
     with pytest.raises(InputError, match="unknown model 'deeprftv9-tiny'"):
         M.create("deeprftv9-tiny.motion", pretrained=True)
     # A second weight set of the same size (same file here) loads by its tag; the first stays the default.
@@ -354,8 +354,10 @@ def test_cli_models_table(capsys):
     lines = capsys.readouterr().out.splitlines()
     n = sum(p.numel() for p in M.create("deeprftv2-tiny").parameters())
     row = next(line.split() for line in lines if line.split()[:1] == ["deeprftv2-tiny"])
-    assert row[1] == f"{n / 1e6:.2f}M" and row[2] == "yes" and row[3] == "motion"
-    assert " ".join(row[4:]).startswith("deeprftv2-tiny.motion*: Kodak24 motion 24.67 dB / 0.643 SSIM")
+    assert row[1] == f"{n / 1e6:.2f}M" and row[2] == "yes" and row[3:5] == ["defocus,", "motion"]
+    assert " ".join(row[5:]).startswith("deeprftv2-tiny.motion*: Kodak24 motion 24.67 dB / 0.643 SSIM")
+    extra = lines[lines.index(next(line for line in lines if line.split()[:1] == ["deeprftv2-tiny"])) + 1]
+    assert extra.split()[0] == "deeprftv2-tiny.defocus:"  # the second tag on its own line
     small = next(line.split() for line in lines if line.split()[:1] == ["deeprftv2-small"])
     assert small[2:] == ["yes", "-", "-"]
     assert any(line.split()[:1] == ["blind-l0"] for line in lines)
@@ -397,8 +399,8 @@ def test_cli_save_kernel_with_deeprftv2_writes_a_note_not_a_kernel(tmp_path, cap
     assert main(["restore", str(src), "-o", str(out), "--model", "deeprftv2-tiny", "--save-filters",
                  "--overwrite", "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["p.png", "p_filters.png"]
-    assert main(["restore", str(src), "-o", str(out), "--model", "deeprftv2-tiny.defocus", "--device", "cpu"]) == 2
-    assert "unknown weights 'deeprftv2-tiny.defocus'" in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(out), "--model", "deeprftv2-tiny.gopro", "--device", "cpu"]) == 2
+    assert "unknown weights 'deeprftv2-tiny.gopro'" in capsys.readouterr().err
 
 
 def test_restore_passes_the_given_kernel_to_a_non_blind_network(tmp_path):

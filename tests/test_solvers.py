@@ -348,3 +348,34 @@ def test_kernel_step_x_mask_selects_the_image_gradients(method, boundary):
     ones = torch.ones_like(S)
     torch.testing.assert_close(kernel_step(x, y, 3, gamma=0.05, domain=dom, method=method, iters=5, x_mask=ones),
                                kernel_step(x, y, 3, gamma=0.05, domain=dom, method=method, iters=5), atol=1e-12, rtol=0)
+
+
+def _salient_reference(gh, gv, count):
+    """Cho & Lee's selection written the direct way: per orientation bin, the count-th largest magnitude."""
+    mag = np.hypot(gh, gv).ravel()
+    bins = np.minimum((np.mod(np.arctan2(gv, gh), np.pi) / (np.pi / 4)).astype(int).ravel(), 3)
+    levels = [np.sort(mag[bins == b])[::-1][min(count, (bins == b).sum()) - 1] for b in range(4) if (bins == b).any()]
+    return min(levels) if levels else 0.0
+
+
+@pytest.mark.parametrize("case", ["random", "small bin", "empty bins", "count above size"])
+def test_salient_threshold_matches_the_per_bin_selection(case):
+    from unblur.physics.boundary import salient_edges, salient_threshold
+
+    rng = np.random.default_rng(3)
+    gh, gv = rng.normal(size=(2, 40, 50)).astype(np.float32)
+    count = 60
+    if case == "small bin":  # bin 0 (angles below 45 degrees) keeps only 5 pixels
+        angle = np.mod(np.arctan2(gv, gh), np.pi)
+        small = np.flatnonzero(angle.ravel() < np.pi / 4)[5:]
+        gh.ravel()[small], gv.ravel()[small] = 0.0, 1.0  # moved to 90 degrees
+    if case == "empty bins":  # only horizontal gradients: bins 1-3 are empty
+        gv = np.zeros_like(gv)
+    if case == "count above size":
+        count = 5000
+    want = _salient_reference(gh, gv, count)
+    got = salient_threshold(torch.from_numpy(gh), torch.from_numpy(gv), count)
+    assert got.ndim == 0 and float(got) == pytest.approx(want, rel=1e-6)
+    mask, level = salient_edges(torch.from_numpy(gh), torch.from_numpy(gv), count)
+    assert level == pytest.approx(want, rel=1e-6)
+    assert int(mask.sum()) == int((np.hypot(gh, gv) >= float(got)).sum())

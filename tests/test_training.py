@@ -301,6 +301,16 @@ def test_paired_layouts(tmp_path):
     _png(d / "test_c" / "source" / "1P0A1.png", 10)
     _png(d / "test_c" / "target" / "1P0A1.png", 200)
     assert len(PairedFolderDataset(d, "dpdd", "test")) == 1
+    rs = tmp_path / "restormer-dpdd"  # the prepared test layout of Restormer's scripts
+    _png(rs / "test" / "DPDD" / "inputC" / "1P0A2.png", 10)
+    _png(rs / "test" / "DPDD" / "target" / "1P0A2.png", 200)
+    assert PairedFolderDataset(rs / "test" / "DPDD", "dpdd", "test").pairs[0][0].parent.name == "inputC"
+
+    rd = tmp_path / "RealDOF"
+    _png(rd / "source" / "0001.png", 10)
+    _png(rd / "target" / "0001.png", 200)
+    ds = PairedFolderDataset(rd, "realdof", "test")
+    assert len(ds) == 1 and ds[0]["sharp"].mean() > ds[0]["blurred"].mean()
 
     f = tmp_path / "folders"
     _png(f / "blur" / "x.png", 10)
@@ -311,6 +321,8 @@ def test_paired_layouts(tmp_path):
         PairedFolderDataset(h, "gopro", "train")
     with pytest.raises(InputError, match="DPDD layout: missing folder"):
         PairedFolderDataset(g, "dpdd", "train")
+    with pytest.raises(InputError, match="RealDOF layout: missing folder"):
+        PairedFolderDataset(g, "realdof", "test")
     with pytest.raises(InputError, match="RealBlur layout: no list file"):
         PairedFolderDataset(g, "realblur", "train")
     _png(f / "blur" / "y.png", 10)

@@ -87,6 +87,10 @@ def run(args) -> int:
     out_dir = Path(args.output)
     check_output_folder(out_dir)
     device = resolve_device(args.device)
+    if device.type == "cpu":  # freed feature maps are reused instead of mapped afresh (inference/cpu.py)
+        from ..inference.cpu import reuse_freed_memory
+
+        reuse_freed_memory()
     options, method, model_name = {}, None, args.model
     if args.model is None and args.method is None:
         method, model_name = default_choice(args.kernel is not None)

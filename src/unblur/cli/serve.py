@@ -71,7 +71,10 @@ def run(args) -> int:
         raise InputError(f"unblur serve needs the web extra ({err.name} is missing): pip install \"unblur[web]\"") from None
     from ..inference.restore import resolve_device
 
-    resolve_device(args.device)  # a bad --device is an error now, not at the first photo
+    if resolve_device(args.device).type == "cpu":  # (a bad --device is an error now, not at the first photo)
+        from ..inference.cpu import reuse_freed_memory
+
+        reuse_freed_memory()  # freed feature maps are reused instead of mapped afresh (inference/cpu.py)
     if args.workdir is not None and Path(args.workdir).exists() and not Path(args.workdir).is_dir():
         raise InputError(f"--workdir {args.workdir} exists and is not a folder")
     sock = bind(args.host, args.port)

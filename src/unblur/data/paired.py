@@ -9,7 +9,10 @@ layout          files read under ``root`` (``<split>`` is e.g. ``train`` or ``te
                 ``GT/<same name>``
 ``realblur``    ``RealBlur_J_<split>_list.txt`` (else ``RealBlur_R_...``): one ``gt blur`` pair of
                 paths relative to ``root`` per line; ``realblur_j`` / ``realblur_r`` pick one
-``dpdd``        ``<split>_c/source/*`` with ``<split>_c/target/<same name>`` (splits train, val, test)
+``dpdd``        ``<split>_c/source/*`` with ``<split>_c/target/<same name>`` (splits train, val, test; the
+                published ``dd_dp_dataset_png`` folders), else ``inputC/*`` with ``target/*`` under
+                ``root/<split>`` or ``root`` (the test layout Restormer's scripts prepare)
+``realdof``     ``source/*`` with ``target/<same name>`` (RealDOF, a test set: ``<split>`` is ignored)
 ``folders``     ``blur/*`` with ``sharp/<same name>`` under ``root/<split>`` if it exists, else ``root``
 ==============  ===========================================================================
 
@@ -28,7 +31,7 @@ from ..errors import InputError
 from .folders import (augment as _augment, ensure_min_size, image_extensions, list_images, load_rgb,
                       make_generator, random_crop, split_key)
 
-LAYOUTS = ("gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "folders")
+LAYOUTS = ("gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "realdof", "folders")
 _STREAM = 0xBA1D
 
 
@@ -103,8 +106,18 @@ def _dpdd(root: Path, split: str) -> list[tuple[Path, Path]]:
     base = root / f"{split}_c"
     src, tgt = base / "source", base / "target"
     if not src.is_dir():
-        raise InputError(f"DPDD layout: missing folder {src} (expected {base}/source and {base}/target)")
+        for alt in (root / split, root):  # Restormer's prepared test folders: inputC / inputL / inputR / target
+            if (alt / "inputC").is_dir():
+                return _match(list_images(alt / "inputC"), alt / "target", "DPDD layout")
+        raise InputError(f"DPDD layout: missing folder {src} (expected {base}/source and {base}/target, or "
+                         f"inputC/ and target/)")
     return _match(list_images(src), tgt, "DPDD layout")
+
+
+def _realdof(root: Path) -> list[tuple[Path, Path]]:
+    if not (root / "source").is_dir():
+        raise InputError(f"RealDOF layout: missing folder {root / 'source'} (expected source/ and target/)")
+    return _match(list_images(root / "source"), root / "target", "RealDOF layout")
 
 
 def _folders(root: Path, split: str) -> list[tuple[Path, Path]]:
@@ -129,6 +142,8 @@ def find_pairs(root: str | Path, layout: str, split: str = "train") -> list[tupl
         pairs = _realblur(root, split, {"realblur": None, "realblur_j": "J", "realblur_r": "R"}[layout])
     elif layout == "dpdd":
         pairs = _dpdd(root, split)
+    elif layout == "realdof":
+        pairs = _realdof(root)
     else:
         pairs = _folders(root, split)
     exts = image_extensions()

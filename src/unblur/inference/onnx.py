@@ -54,7 +54,8 @@ def _need(module: str):
         raise InputError(f"ONNX support needs the optional package {module!r}: pip install 'unblur[onnx]'") from None
 
 
-def export_onnx(model: str | nn.Module, path, *, sample_size: int = 4, overwrite: bool = False) -> Path:
+def export_onnx(model: str | nn.Module, path, *, sample_size: int = 4, overwrite: bool = False,
+                optimize: bool | None = None) -> Path:
     """Write ``model`` (a weight set name such as ``"nafnet-tiny.motion"`` or a module) to ``path`` (.onnx).
 
     ``sample_size``: the traced example is ``sample_size`` multiples of the model's ``size_multiple`` a side (the
@@ -78,10 +79,17 @@ def export_onnx(model: str | nn.Module, path, *, sample_size: int = 4, overwrite
     if getattr(model, "onnx_unsupported", None):
         raise InputError(f"{name} does not export to ONNX yet: {model.onnx_unsupported}")
     model = model.eval().float()
+    if optimize is None:  # onnxscript's graph rewriting takes tens of minutes on unrolled scans: onnxruntime optimises
+        optimize = getattr(model, "onnx_optimize", True)
     m = int(getattr(model, "size_multiple", 1) or 1)
-    side = max(m, 8) * sample_size
+    # Free height and width where the exporter can reason about them symbolically; a fixed tile for networks whose
+    # graphs are too long for that (unrolled scans, unfolded stages: hours of symbolic shape work), run by OnnxNet
+    # in tiles of that size (smaller photos padded).
+    tile = getattr(model, "onnx_tile", None)
+    side = -(-ONNX_TILE // m) * m if tile else max(m, 8) * sample_size
     example = torch.rand(1, 3, side, side)
     dim_h, dim_w = torch.export.Dim("h", min=1, max=4096), torch.export.Dim("w", min=1, max=4096)
+    dynamic = None if tile else ({2: m * dim_h, 3: m * dim_w},)
     logger = logging.getLogger("torch")
     level = logger.level
     logger.setLevel(logging.ERROR)  # the exporter's notes (optional torchvision ops, deprecations) are not ours
@@ -91,19 +99,33 @@ def export_onnx(model: str | nn.Module, path, *, sample_size: int = 4, overwrite
             # _forward outside local_statistics(): global channel statistics in the graph (module doc)
             program = torch.onnx.export(_Core(model), (example,), dynamo=True, opset_version=ONNX_OPSET,
                                         input_names=["image"], output_names=["restored"],
-                                        dynamic_shapes=({2: m * dim_h, 3: m * dim_w},), verbose=False)
+                                        dynamic_shapes=dynamic, verbose=False,
+                                        optimize=optimize)
     except Exception as err:  # the exporter's own errors are many and long: one line
         raise InputError(f"{name}: ONNX export failed: {str(err).strip().splitlines()[0][:300]}") from None
     finally:
         logger.setLevel(level)
     proto = program.model_proto
     meta = {"model": name, "size_multiple": str(m), "format": "unblur-onnx-1"}
+    if tile:
+        meta["tile"] = str(side)
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     with atomic_write(path, overwrite=overwrite) as tmp:
         onnx.save(proto, str(tmp))
     return path
+
+
+def _pad_to(x: torch.Tensor, side: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``x`` padded at the bottom and right to ``side`` x ``side`` (reflection, or edge copies where the image is
+    too small to reflect), for a fixed-size graph; a larger side is an error (the tiler keeps tiles at ``side``)."""
+    H, W = x.shape[-2:]
+    if H > side or W > side:
+        raise InputError(f"this ONNX graph takes tiles of at most {side} x {side} px, got {H} x {W}")
+    pad = (0, side - W, 0, side - H)
+    mode = "reflect" if side - H < H and side - W < W else "replicate"
+    return (torch.nn.functional.pad(x, pad, mode=mode) if any(pad) else x), (H, W)
 
 
 class OnnxNet(nn.Module):
@@ -120,6 +142,7 @@ class OnnxNet(nn.Module):
         if not path.is_file():
             raise InputError(f"ONNX model {path} not found")
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: its notes on nodes it cannot constant-fold are not the user's
         if threads:
             opts.intra_op_num_threads = int(threads)
         try:
@@ -129,12 +152,16 @@ class OnnxNet(nn.Module):
         meta = self.session.get_modelmeta().custom_metadata_map
         self.model_name = meta.get("model", path.stem)
         self.size_multiple = int(meta.get("size_multiple", 1))
+        self.tile = int(meta["tile"]) if "tile" in meta else None  # a fixed-size graph (see export_onnx)
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"ONNX network {self.model_name}: expected (B, 3, H, W), got {tuple(x.shape)}")
-        xp, (H, W) = pad_to_multiple(x.float().cpu(), self.size_multiple)
+        if self.tile is not None:
+            xp, (H, W) = _pad_to(x.float().cpu(), self.tile)
+        else:
+            xp, (H, W) = pad_to_multiple(x.float().cpu(), self.size_multiple)
         # the graph takes one image (the batch is fixed at export): a batch runs image by image
         outs = [self.session.run(None, {self.input_name: np.ascontiguousarray(xp[i:i + 1].numpy())})[0]
                 for i in range(xp.shape[0])]

@@ -62,6 +62,9 @@ class RestorationModel(nn.Module):
     physical_kernels: bool = False  # True: ``_forward`` returns ``"kernels"`` (physical PSFs per stage)
     radius_map: bool = False  # True: ``_forward`` returns ``"radius_map"`` (per-pixel defocus radius, pixels)
     onnx_unsupported: str | None = None  # why ``unblur export --onnx`` refuses this architecture (None: it exports)
+    cpu_channels_last: bool = False  # restore on a CPU runs it in channels-last memory format (faster, same output)
+    onnx_tile: bool = False  # export a fixed 384 px graph run in tiles (too long a graph for free sizes)
+    onnx_optimize: bool = True  # let onnxscript rewrite the graph (False: onnxruntime's optimiser only)
     # TLC (Chu et al., ECCV 2022): at inference on inputs larger than this (pixels), channel attention averages over
     # windows of this size instead of the whole map: statistics like those of the training crops, and a tile sees
     # the same statistics as the whole photo. ``None``: global statistics always.

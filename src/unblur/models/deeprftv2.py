@@ -473,7 +473,10 @@ class DeepRFTv2(RestorationModel):
     """
 
     # the selective scan's Python loop over positions unrolls into a graph too large to export in reasonable time
-    onnx_unsupported = "its selective scan's loop did not export within 10 minutes"
+    # The scan unrolls into a long graph: exported for fixed 384 px tiles, without onnxscript's rewriting (both
+    # take hours on free sizes / this many nodes); onnxruntime optimises it when it loads.
+    onnx_tile, onnx_optimize = True, False
+    cpu_channels_last = True  # its many depthwise convolutions: 720p in 10 s instead of 15 on 2 cores (cpu_path.md)
 
     def __init__(
         self,
@@ -536,4 +539,11 @@ register_weights(
     data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.02), configs/deeprftv2-tiny-motion.yaml",
     steps="CPU 2000 + 7700 (crops 128), then H100 2380 + 672 (crops 256, batch 32 / 64); see docs/weights.md",
     scores="Kodak24 motion 24.67 dB / 0.643 SSIM, benchmarks/motion_kodak24.md",
+)
+register_weights(
+    "deeprftv2-tiny", "defocus", blind=True, blur=("defocus",),
+    data="synthetic defocus on CBSD432, the data of fdikp-tiny.defocus (half uniform disks, half random scenes' "
+         "spatially varying defocus, radii up to 8 px, noise 0-0.02); configs/deeprftv2-tiny-defocus.yaml",
+    steps="1750 from deeprftv2-tiny.motion (2-core CPU, crops 128, batch 4)",
+    scores="see benchmarks/defocus.md",
 )

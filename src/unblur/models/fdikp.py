@@ -137,6 +137,7 @@ class FDIKP(RestorationModel):
     """
 
     radius_map = True
+    cpu_channels_last = True  # about 1.2x faster on CPUs (benchmarks/cpu_path.md)
 
     def __init__(self, width: int = 16, blocks: int = 1, kernels: int = 4, kernel_size: int = 5,
                  spec_width: int = 16, window: int = 16, bands: int = 6, scales: int = 3, in_channels: int = 3):

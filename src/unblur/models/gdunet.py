@@ -166,8 +166,9 @@ class GDUNet(RestorationModel):
     """
 
     physical_kernels = True
-    # the salient-edge selection keeps a data-dependent number of pixels: no static ONNX graph (yet)
-    onnx_unsupported = "its salient-edge kernel fit selects a data-dependent set of pixels"
+    # Unfolded stages make a long graph: exported for fixed 384 px tiles (see DeepRFTv2); the salient-edge selection
+    # is a threshold tensor (physics.boundary.salient_threshold), so it traces.
+    onnx_tile, onnx_optimize = True, False
 
     def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
                  width: int = 8, levels: int = 2, blocks: int = 1, prior_width: int = 4, beta: float = 0.02,

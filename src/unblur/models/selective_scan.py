@@ -147,20 +147,30 @@ def _local_states(la: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
     return h.movedim(0, -1)
 
 
-def _recurrence_forward(la: torch.Tensor, bb: torch.Tensor, T: int) -> torch.Tensor:
-    """States of ``h_t = exp(la_t) h_{t-1} + bb_t`` for (M, L) inputs (no autograd bookkeeping needed)."""
+# Levels of the chunked recurrence in a traced graph (ONNX export): a fixed depth, so the graph does not depend on
+# the sequence length (free height and width); T**depth positions at most (16**6 = 16.7M, a 4096x4096 map).
+EXPORT_DEPTH = 6
+
+
+def _recurrence_forward(la: torch.Tensor, bb: torch.Tensor, T: int, depth: int | None = None) -> torch.Tensor:
+    """States of ``h_t = exp(la_t) h_{t-1} + bb_t`` for (M, L) inputs (no autograd bookkeeping needed).
+
+    ``depth`` (tracing for export): recurse exactly that many levels, padding every level to whole chunks, instead
+    of stopping when a level fits in one chunk: the same values whatever the length, and no branch on it."""
+    if depth is None and torch.compiler.is_exporting():
+        depth = EXPORT_DEPTH
     M, L = la.shape
-    if L <= T:
+    if depth == 0 or (depth is None and L <= T):
         return _local_states(la, bb)
     pad = (-L) % T
-    if pad:  # padded steps (decay 1, input 0) come after the real ones and are cut off again
+    if depth is not None or pad:  # padded steps (decay 1, input 0) come after the real ones and are cut off again
         la, bb = F.pad(la, (0, pad)), F.pad(bb, (0, pad))
     nc = (L + pad) // T
     la3 = la.reshape(M, nc, T)
     h_loc = _local_states(la3, bb.reshape(M, nc, T))  # (M, nc, T), zero start per chunk
     cum = torch.cumsum(la3, dim=-1)  # log-decay from the chunk start, <= 0
     # True state at the end of each chunk: the same recurrence over chunks, solved by the same trick.
-    h_end = _recurrence_forward(cum[..., -1], h_loc[..., -1], T)  # (M, nc)
+    h_end = _recurrence_forward(cum[..., -1], h_loc[..., -1], T, None if depth is None else depth - 1)  # (M, nc)
     h_prev = F.pad(h_end[:, :-1], (1, 0))  # state entering each chunk
     h = torch.addcmul(h_loc, torch.exp(cum), h_prev[..., None])
     return h.reshape(M, nc * T)[:, :L]

@@ -58,20 +58,31 @@ def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.roll(-1, -1) - x, x.roll(-1, -2) - x
 
 
+def salient_threshold(gh: torch.Tensor, gv: torch.Tensor, count: int) -> torch.Tensor:
+    """The largest gradient magnitude that keeps at least ``count`` pixels in each of 4 orientation bins
+    (Cho & Lee 2009; a bin with fewer pixels keeps all of them, an empty bin is ignored, 0 when all are empty),
+    as a 0-dim tensor. One ``topk`` per bin over the whole map with the other bins masked out: no shape depends on
+    the data, so the selection traces into a static graph (ONNX export)."""
+    mag = torch.sqrt(gh * gh + gv * gv).flatten()
+    bins = (torch.atan2(gv, gh).remainder(math.pi).flatten() / (math.pi / 4)).long().clamp_max(3)
+    # While exporting the size is symbolic: maps are then always larger than count (kernel fits on padded photos).
+    k = count if torch.compiler.is_exporting() else min(count, mag.numel())
+    levels = []
+    for b in range(4):
+        inside = bins == b
+        kth = torch.where(inside, mag, -1.0).topk(k).values[-1]  # -1 (magnitudes are >= 0): fewer than k pixels
+        smallest = torch.where(inside, mag, math.inf).min()  # a small bin keeps all its pixels; inf: empty bin
+        levels.append(torch.where(kth >= 0, kth, smallest))
+    level = torch.stack(levels).min()
+    return torch.where(torch.isinf(level), torch.zeros_like(level), level)
+
+
 def salient_edges(gh: torch.Tensor, gv: torch.Tensor, count: int, threshold: float | None = None):
-    """Mask (1, 1, H, W) of the gradients above ``threshold``; ``None`` picks the largest threshold
-    that keeps at least ``count`` pixels in each of 4 orientation bins (Cho & Lee 2009). Returns
-    (mask, threshold)."""
+    """Mask (1, 1, H, W) of the gradients above ``threshold``; ``None`` picks :func:`salient_threshold`.
+    Returns (mask, threshold as a float)."""
     mag = torch.sqrt(gh * gh + gv * gv)
     if threshold is None:
-        angle = torch.atan2(gv, gh).remainder(math.pi)
-        bins = (angle / (math.pi / 4)).long().clamp_max(3)
-        levels = []
-        for b in range(4):
-            v = mag[bins == b]
-            if v.numel():
-                levels.append(v.topk(min(count, v.numel())).values[-1])
-        threshold = float(torch.stack(levels).min()) if levels else 0.0
+        threshold = float(salient_threshold(gh, gv, count))
     return (mag >= threshold).to(gh.dtype), threshold
 
 
@@ -80,8 +91,11 @@ def salient_edge_mask(x: torch.Tensor, count: int) -> torch.Tensor:
     strongest gradients (at least ``count`` per orientation bin), a constant for autograd."""
     with torch.no_grad():
         gh, gv = gradients(x.mean(1, keepdim=True).float())
-        masks = [salient_edges(gh[b, 0], gv[b, 0], count)[0] for b in range(x.shape[0])]
-    return torch.stack(masks)[:, None].to(x.dtype)
+        masks = []
+        for b in range(x.shape[0]):  # the threshold stays a tensor: no host synchronisation, traceable
+            level = salient_threshold(gh[b, 0], gv[b, 0], count)
+            masks.append((torch.sqrt(gh[b, 0] ** 2 + gv[b, 0] ** 2) >= level).to(x.dtype))
+    return torch.stack(masks)[:, None]
 
 
 def gradient_otfs(shape: tuple[int, int], device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -137,5 +137,9 @@ def estimate_noise_sigma(image: torch.Tensor) -> torch.Tensor:
     B, C, H, W = image.shape
     x = image[..., : H - H % 2, : W - W % 2].float()
     hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
-    mad = hh.reshape(B, -1).abs().median(dim=1).values
+    d = hh.reshape(B, -1).abs()
+    if torch.compiler.is_exporting():  # ONNX has no median: the same lower median as the k-th smallest (TopK)
+        mad = d.topk((d.shape[1] + 1) // 2, dim=1, largest=False).values[:, -1]
+    else:
+        mad = d.median(dim=1).values
     return (mad * _MAD_TO_SIGMA).view(B, 1, 1, 1).to(image.dtype)

@@ -53,8 +53,9 @@ def _phasor(z: torch.Tensor, floor: torch.Tensor | float) -> torch.Tensor:
 def radial_frequency(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
     """``|w| / |w|max`` in [0, 1] on the half-spectrum grid of an (H, W) image, shape (H, W // 2 + 1)."""
     H, W = shape
-    fy = torch.fft.fftfreq(H, device=device, dtype=dtype)[:, None]
-    fx = torch.fft.rfftfreq(W, device=device, dtype=dtype)[None, :]
+    # fftfreq / rfftfreq from arange: the same values, and ONNX export has no lowering for the fft.*freq ops
+    fy = ((torch.arange(H, device=device) + H // 2) % H - H // 2).to(dtype)[:, None] * (1.0 / H)
+    fx = torch.arange(W // 2 + 1, device=device).to(dtype)[None, :] * (1.0 / W)
     return torch.sqrt(fy ** 2 + fx ** 2) / (0.5 * 2 ** 0.5)
 
 

@@ -48,7 +48,9 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _safe_div(num: torch.Tensor, den: torch.Tensor, tiny: float) -> torch.Tensor:
     """``num / den`` where ``den > tiny``, else 0; finite gradients in both branches."""
     ok = den > tiny
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+    # A real factor (0 where den is too small) times num: the same for real and complex num, and no complex
+    # where/zeros_like, which ONNX export has no lowering for.
+    return num * torch.where(ok, 1 / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
 
 
 def conjugate_gradient(
@@ -175,7 +177,9 @@ class FourierDataStep:
         use_u = u is not None and not _is_zero(beta)
         given = [i for i, v in enumerate(targets) if v is not None]
         spectra = [targets[i] for i in given] + ([u] if use_u else [])
-        if spectra:  # one FFT call for every target (they share the domain shape)
+        if spectra and torch.compiler.is_exporting():  # ONNX has no lowering for unbinding a complex tensor
+            spectra = [rfft2(v) for v in torch.broadcast_tensors(*spectra)]
+        elif spectra:  # one FFT call for every target (they share the domain shape)
             spectra = rfft2(torch.stack(torch.broadcast_tensors(*spectra))).unbind(0)
         shared = bool(Ds) and all(w is weights[0] for w in weights)  # one weight: factor it out
         reg, rhs = 0.0, None
