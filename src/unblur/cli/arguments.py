@@ -17,6 +17,20 @@ def seed_value(text: str) -> int:
     return value
 
 
+def number_in(kind, low=None, high=None, what: str = "a number"):
+    """An argparse type: ``kind(text)`` (int or float) within ``[low, high]`` (either bound optional)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"{low if low is not None else ''}..{high if high is not None else ''}"
+            raise argparse.ArgumentTypeError(f"{what} must be in {bounds}, got {text}")
+        return value
+    return parse
+
+
 def output_folder(text: str) -> str:
     """``-o``: a non-empty folder name (an empty one would silently mean the current folder)."""
     if not text.strip():

@@ -5,29 +5,7 @@ only this computer can open the page.
 """
 from __future__ import annotations
 
-import argparse
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535 (0: any free port), got {value}")
-    return value
+from .arguments import number_in
 
 
 def register(subparsers) -> None:
@@ -42,14 +20,17 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the "
                         "network, without any login)")
-    p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free port)")
-    p.add_argument("--max-mb", type=_positive(float), default=60.0, help="largest upload in MB (default 60)")
-    p.add_argument("--max-megapixels", type=_positive(float), default=50.0,
+    p.add_argument("--port", type=number_in(int, 0, 65535, "a port (0: any free port)"), default=8765,
+                   help="port (default 8765; 0: any free port)")
+    p.add_argument("--max-mb", type=number_in(float, 0.001, what="a size in MB"), default=60.0,
+                   help="largest upload in MB (default 60)")
+    p.add_argument("--max-megapixels", type=number_in(float, 0.001, what="megapixels"), default=50.0,
                    help="largest photo in megapixels (default 50)")
     p.add_argument("--workdir", metavar="DIR",
                    help="where uploads and results are kept while the server runs (default: a new temporary "
                         "folder, deleted at exit)")
-    p.add_argument("--keep", type=_positive(int), default=20, help="finished photos kept on disk (default 20)")
+    p.add_argument("--keep", type=number_in(int, 1, what="a count"), default=20,
+                   help="finished photos kept on disk (default 20)")
     p.add_argument("--device", default="auto", help="where networks run: auto (CUDA when available), cpu, cuda")
     p.set_defaults(func=run)
 
@@ -68,7 +49,8 @@ def run(args) -> int:
         from ..web import Limits, create_app
         from ..web.server import bind, url_of
     except ImportError as err:
-        raise InputError(f"unblur serve needs the web extra ({err.name} is missing): pip install \"unblur[web]\"") from None
+        raise InputError(f"unblur serve needs the web extra ({err.name} is missing): "
+                         "pip install \"unblur[web]\"") from None
     from ..inference.restore import resolve_device
 
     if resolve_device(args.device).type == "cpu":  # (a bad --device is an error now, not at the first photo)

@@ -79,12 +79,12 @@ def export_onnx(model: str | nn.Module, path, *, sample_size: int = 4, overwrite
     if getattr(model, "onnx_unsupported", None):
         raise InputError(f"{name} does not export to ONNX yet: {model.onnx_unsupported}")
     model = model.eval().float()
-    if optimize is None:  # onnxscript's graph rewriting takes tens of minutes on unrolled scans: onnxruntime optimises
+    if optimize is None:  # onnxscript's rewriting ran 10+ minutes on the unrolled scan: onnxruntime optimises instead
         optimize = getattr(model, "onnx_optimize", True)
     m = int(getattr(model, "size_multiple", 1) or 1)
     # Free height and width where the exporter can reason about them symbolically; a fixed tile for networks whose
-    # graphs are too long for that (unrolled scans, unfolded stages: hours of symbolic shape work), run by OnnxNet
-    # in tiles of that size (smaller photos padded).
+    # graphs are too long for that (unrolled scans, unfolded stages: the symbolic shape work did not end), run by
+    # OnnxNet in tiles of that size (smaller photos padded).
     tile = getattr(model, "onnx_tile", None)
     side = -(-ONNX_TILE // m) * m if tile else max(m, 8) * sample_size
     example = torch.rand(1, 3, side, side)

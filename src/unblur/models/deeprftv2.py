@@ -473,10 +473,10 @@ class DeepRFTv2(RestorationModel):
     """
 
     # the selective scan's Python loop over positions unrolls into a graph too large to export in reasonable time
-    # The scan unrolls into a long graph: exported for fixed 384 px tiles, without onnxscript's rewriting (both
-    # take hours on free sizes / this many nodes); onnxruntime optimises it when it loads.
+    # The scan unrolls into a long graph: exported for fixed 384 px tiles, without onnxscript's rewriting (free sizes
+    # and the rewriting both ran longer than we could wait); onnxruntime optimises it when it loads.
     onnx_tile, onnx_optimize = True, False
-    cpu_channels_last = True  # its many depthwise convolutions: 720p in 10 s instead of 15 on 2 cores (cpu_path.md)
+    cpu_channels_last = True  # its many depthwise convolutions: 720p in 9.8 s instead of 17.5 (cpu_path.md)
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ class NAFNet(RestorationModel):
         dropout: dropout inside NAFBlocks (0 in the paper's deblurring models).
     """
 
-    cpu_channels_last = True  # depthwise convolutions: about 1.9x faster on CPUs (benchmarks/cpu_path.md)
+    cpu_channels_last = True  # depthwise convolutions: about 2x faster on CPUs (benchmarks/cpu_path.md)
 
     def __init__(
         self,

@@ -112,7 +112,8 @@ def run_job(job: Job, progress, device: str = "auto") -> None:
             progress("restoring")
             written = restore_file(job.input_path, out_dir, method=method, model=net, device=resolve_device(device),
                                    save_kernel=estimates_blur(method, net),
-                                   report=lambda line: setattr(job, "note", line.replace(str(job.input_path), job.name)))
+                                   report=lambda line: setattr(job, "note",
+                                                               line.replace(str(job.input_path), job.name)))
     except InputError as err:  # messages name the server's copy: show the user's file name instead
         raise InputError(str(err).replace(str(job.input_path), job.name)) from None
     progress("making previews")
@@ -147,7 +148,9 @@ def create_app(*, workdir: str | Path | None = None, limits: Limits = Limits(), 
 
     def client_of(request) -> str:
         cookie = request.cookies.get(COOKIE, "")
-        return f"cookie:{cookie}" if re.fullmatch(r"[0-9a-f]{32}", cookie) else f"ip:{request.client.host if request.client else '-'}"
+        if re.fullmatch(r"[0-9a-f]{32}", cookie):
+            return f"cookie:{cookie}"
+        return f"ip:{request.client.host if request.client else '-'}"
 
     async def page(request):
         response = FileResponse(static / "index.html", media_type="text/html")
