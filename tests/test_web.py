@@ -282,3 +282,25 @@ def test_serve_command_bad_values_are_one_line_errors(tmp_path, capsys):
     assert main(["serve", "--workdir", str(tmp_path / "file")]) != 0
     assert "not a folder" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_closing_the_queue_drops_the_jobs_still_waiting(tmp_path):
+    from unblur.web.jobs import Job, JobQueue
+
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def run(job, progress):
+        ran.append(job.id)
+        started.set()
+        release.wait(30)
+
+    jobs = JobQueue(tmp_path, run)
+    first = jobs.submit(Job("a", "alice", "p.png", "method:blind-l0", jobs.new_folder()[1]))
+    second = jobs.submit(Job("b", "bob", "p.png", "method:blind-l0", jobs.new_folder()[1]))
+    assert started.wait(10)
+    closer = threading.Thread(target=jobs.close, kwargs={"timeout": 30})
+    closer.start()
+    time.sleep(0.2)
+    release.set()
+    closer.join(30)
+    assert ran == ["a"] and first.state == "done" and second.state == "queued"

@@ -77,9 +77,9 @@ def salient_threshold(gh: torch.Tensor, gv: torch.Tensor, count: int) -> torch.T
     return torch.where(torch.isinf(level), torch.zeros_like(level), level)
 
 
-def salient_edges(gh: torch.Tensor, gv: torch.Tensor, count: int, threshold: float | None = None):
-    """Mask (1, 1, H, W) of the gradients above ``threshold``; ``None`` picks :func:`salient_threshold`.
-    Returns (mask, threshold as a float)."""
+def salient_edges(gh: torch.Tensor, gv: torch.Tensor, count: int, threshold=None):
+    """Mask (shaped like ``gh``) of the gradients above ``threshold`` (a float or a 0-dim tensor); ``None`` picks
+    :func:`salient_threshold`, returned as a float. Returns (mask, threshold)."""
     mag = torch.sqrt(gh * gh + gv * gv)
     if threshold is None:
         threshold = float(salient_threshold(gh, gv, count))
@@ -91,11 +91,10 @@ def salient_edge_mask(x: torch.Tensor, count: int) -> torch.Tensor:
     strongest gradients (at least ``count`` per orientation bin), a constant for autograd."""
     with torch.no_grad():
         gh, gv = gradients(x.mean(1, keepdim=True).float())
-        masks = []
-        for b in range(x.shape[0]):  # the threshold stays a tensor: no host synchronisation, traceable
-            level = salient_threshold(gh[b, 0], gv[b, 0], count)
-            masks.append((torch.sqrt(gh[b, 0] ** 2 + gv[b, 0] ** 2) >= level).to(x.dtype))
-    return torch.stack(masks)[:, None]
+        # the threshold stays a tensor: no host synchronisation, traceable
+        masks = [salient_edges(gh[b, 0], gv[b, 0], count, salient_threshold(gh[b, 0], gv[b, 0], count))[0]
+                 for b in range(x.shape[0])]
+    return torch.stack(masks)[:, None].to(x.dtype)
 
 
 def gradient_otfs(shape: tuple[int, int], device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

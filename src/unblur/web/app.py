@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+import shutil
 import tempfile
 import warnings
 from importlib import resources
@@ -146,15 +147,17 @@ def create_app(*, workdir: str | Path | None = None, limits: Limits = Limits(), 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    def client_of(request) -> str:
+    def cookie_of(request) -> str | None:
         cookie = request.cookies.get(COOKIE, "")
-        if re.fullmatch(r"[0-9a-f]{32}", cookie):
-            return f"cookie:{cookie}"
-        return f"ip:{request.client.host if request.client else '-'}"
+        return cookie if re.fullmatch(r"[0-9a-f]{32}", cookie) else None
+
+    def client_of(request) -> str:
+        cookie = cookie_of(request)
+        return f"cookie:{cookie}" if cookie else f"ip:{request.client.host if request.client else '-'}"
 
     async def page(request):
         response = FileResponse(static / "index.html", media_type="text/html")
-        if not re.fullmatch(r"[0-9a-f]{32}", request.cookies.get(COOKIE, "")):
+        if cookie_of(request) is None:
             response.set_cookie(COOKIE, secrets.token_hex(16), httponly=True, samesite="strict")
         return response
 
@@ -195,8 +198,6 @@ def create_app(*, workdir: str | Path | None = None, limits: Limits = Limits(), 
             except InputError as err:
                 message = str(err).replace(str(job.input_path), name)
         if message is not None:
-            import shutil
-
             shutil.rmtree(folder, ignore_errors=True)
             return error(status, message)
         try:

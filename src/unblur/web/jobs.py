@@ -81,6 +81,7 @@ class JobQueue:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="unblur-web-worker", daemon=True)
         self._thread.start()
 
@@ -107,7 +108,8 @@ class JobQueue:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker after the current job (queued jobs are dropped)."""
-        self._queue.put(None)
+        self._closing.set()
+        self._queue.put(None)  # wakes an idle worker
         self._thread.join(timeout)
 
     def _prune(self) -> None:
@@ -119,7 +121,7 @@ class JobQueue:
     def _loop(self) -> None:
         while True:
             job = self._queue.get()
-            if job is None:
+            if job is None or self._closing.is_set():
                 return
             job.state, job.started, job.stage = "running", time.time(), "starting"
 
