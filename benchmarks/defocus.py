@@ -11,12 +11,17 @@ Sets (fixed, seeded; Gaussian noise sigma 0.01, 8-bit quantised input and output
   lens (50 mm, 36 mm wide sensor: 0.056 mm pixels at 640 px), two settings per photo: focused at 1.5 m at f/2.8 and
   at 4 m at f/2, radii clipped to 8 px.
 
+- ``kodak-lens``: another generator than the training data's: a hard-edged disk (no anti-aliasing, radius uniform
+  in [2, 7] px) convolved with a Gaussian of sigma uniform in [0.3, 1] px, ``valid`` blur (checks that a method does
+  not depend on one disk model; the non-blind methods are given this PSF).
+
 - ``dpdd``, ``realdof`` (only with ``--dpdd ROOT`` / ``--realdof ROOT``): the real pairs of those benchmarks, read by
   ``unblur.data.find_pairs`` (DPDD: ``test_c/source`` with ``test_c/target``, or Restormer's ``inputC``/``target``;
   RealDOF: ``source`` with ``target``), centre crops of ``--crop`` px (0: whole photos, the published protocol).
 
-Methods: the blurred input; the classical non-blind ``hqs-hl`` and ``wiener`` given the true disk (uniform sets
-only); the classical blind ``blind-l0``; every shipped network (motion weights for reference; defocus weights);
+Methods: the blurred input; the classical non-blind ``hqs-hl`` and ``wiener`` given the true PSF (uniform sets and
+kodak-lens only); the classical blind ``blind-l0``; every shipped network (motion weights for reference; defocus
+weights);
 ``--candidate MODEL=WEIGHTS`` for unshipped weights. Scores (the DPDD protocol): PSNR, SSIM (scikit-image
 defaults: ``ssim(variant="skimage")``), MAE, seconds per image. LPIPS is not reported: it needs its network's
 weights on disk, and nothing downloads.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import sys
 import time
 from pathlib import Path
@@ -39,7 +45,8 @@ from unblur.classical import deblur
 from unblur.io import expand_inputs, read_image
 from unblur.metrics import mae, psnr, ssim
 from unblur.models import create, list_models
-from unblur.physics import DefocusMapGenerator, conv2d, defocus_kernel, render_defocus, thin_lens_radius
+from unblur.physics import (DefocusMapGenerator, conv2d, defocus_kernel, gaussian_kernel, render_defocus,
+                            thin_lens_radius)
 from unblur.physics.noise import GaussianNoise
 from unblur.physics.pipeline import crop_valid
 
@@ -49,7 +56,8 @@ from motion_kodak24 import merge_rows, network, quantise  # noqa: E402
 SEED = 2027
 NOISE = 0.01
 DISK_SIZE = 17  # radii up to 8 px
-SETS = ("kodak-uniform", "kodak-varying", "mcmaster-uniform", "mcmaster-varying", "nyu")
+LENS_SIZE = 21  # radii up to 7 px and a Gaussian up to 1 px
+SETS = ("kodak-uniform", "kodak-varying", "mcmaster-uniform", "mcmaster-varying", "nyu", "kodak-lens")
 NYU_SETTINGS = ((1.5, 2.8), (4.0, 2.0))  # (focus distance m, f-number)
 
 
@@ -70,6 +78,28 @@ def uniform_pairs(paths, crop: int) -> list[dict]:
         sharp = _centre(read_image(p).data[None], crop + DISK_SIZE - 1)
         r = 2.0 + 5.0 * float(torch.rand(1, generator=g))
         k = defocus_kernel(r, DISK_SIZE)
+        pairs.append({"name": p.stem, "blurred": _noisy(conv2d(sharp, k, "valid"), g),
+                      "sharp": crop_valid(sharp, k.shape), "kernel": k, "radius": r})
+    return pairs
+
+
+def lens_psf(radius: float, sigma: float, size: int = LENS_SIZE) -> torch.Tensor:
+    """Another generator's defocus PSF: a hard-edged disk (pixel centres inside the circle, no anti-aliasing)
+    convolved with a Gaussian (lens aberrations, sensor), sum 1."""
+    t = torch.arange(size, dtype=torch.float64) - size // 2
+    disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= radius ** 2).double()
+    k = conv2d(disk[None, None], gaussian_kernel(sigma, size=2 * math.ceil(3 * sigma) + 1, dtype=torch.float64),
+               "zeros")[0, 0]
+    return (k / k.sum()).float()
+
+
+def lens_pairs(paths, crop: int) -> list[dict]:
+    pairs = []
+    for i, p in enumerate(paths):
+        g = torch.Generator().manual_seed(SEED + 3000 + i)
+        sharp = _centre(read_image(p).data[None], crop + LENS_SIZE - 1)
+        r = 2.0 + 5.0 * float(torch.rand(1, generator=g))
+        k = lens_psf(r, 0.3 + 0.7 * float(torch.rand(1, generator=g)))
         pairs.append({"name": p.stem, "blurred": _noisy(conv2d(sharp, k, "valid"), g),
                       "sharp": crop_valid(sharp, k.shape), "kernel": k, "radius": r})
     return pairs
@@ -187,7 +217,8 @@ def main(argv=None) -> int:
                 "kodak-varying": lambda: varying_pairs(photos("Kodak24"), args.crop),
                 "mcmaster-uniform": lambda: uniform_pairs(photos("McMaster"), args.crop),
                 "mcmaster-varying": lambda: varying_pairs(photos("McMaster"), args.crop),
-                "nyu": lambda: nyu_pairs(data / "nyu-rgbd11", args.crop)}
+                "nyu": lambda: nyu_pairs(data / "nyu-rgbd11", args.crop),
+                "kodak-lens": lambda: lens_pairs(photos("Kodak24"), args.crop)}
     if args.dpdd:
         builders["dpdd"] = lambda: real_pairs(Path(args.dpdd), "dpdd", args.crop, args.limit)
     if args.realdof:
@@ -232,11 +263,12 @@ def main(argv=None) -> int:
         run_line(),
         f"- sets: {sizes}; {f'centre crops of {args.crop} px' if args.crop else 'whole photos'}; noise sigma {NOISE}, 8-bit input and output; protocol "
         "in the script's docstring (uniform: disk radius 2-7 px, `valid` blur; varying: random scenes, largest "
-        "radius 3-7 px; nyu: real depth maps, thin lens, 2 settings a photo)",
+        "radius 3-7 px; nyu: real depth maps, thin lens, 2 settings a photo; kodak-lens: another generator, hard disk "
+        "radius 2-7 px * Gaussian 0.3-1 px)",
         "- SSIM: scikit-image defaults (7x7 uniform window, sample covariances; `ssim(variant=\"skimage\")`, the "
         "DPDD protocol); MAE on [0, 1]; s: seconds per image on this machine, wall clock",
         f"- LPIPS: {_lpips_status()}",
-        "- `-`: the method does not apply (a classical non-blind method needs one disk: uniform sets only)",
+        "- `-`: the method does not apply (a classical non-blind method needs one PSF: uniform sets and kodak-lens only)",
         "- rows kept from earlier runs (`--update`) say when they were measured",
         "",
         header,

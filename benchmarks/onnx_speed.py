@@ -26,6 +26,7 @@ from unblur.models import create, list_models
 from unblur.models.base import pad_to_multiple
 
 from _common import emit, run_line  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from motion_kodak24 import merge_rows  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".md")))
+    ap.add_argument("--update", action="store_true", help="keep the rows of --out for networks not run this time")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     W, H = (int(v) for v in args.size.lower().split("x"))
@@ -78,12 +80,16 @@ def main(argv=None) -> int:
             rows.append(f"| {name} | {t_torch:.2f} | {t_ort:.2f} | {t_torch / t_ort:.2f}x | {diff:.1e} | "
                         f"{how}; exported in {export_s:.0f} s |")
             print(rows[-1], file=sys.stderr)
+    if args.update and Path(args.out).is_file():  # the table's header is not a row to keep
+        old = Path(args.out).read_text().splitlines()
+        rows = merge_rows("\n".join(ln for ln in old if not ln.startswith("| network |")), rows)
     lines = [
         "# onnxruntime vs PyTorch on the CPU",
         "",
         run_line() + f"; onnxruntime {__import__('onnxruntime').__version__}",
         f"- one random {W}x{H} photo (padded to the network's multiple), {args.threads} threads each, "
         f"best of {args.repeat} runs after a warm-up",
+        "- a network's row is rewritten when it is run (`--update` keeps the others)",
         "",
         "| network | PyTorch s / photo | onnxruntime s / photo | speed-up | max abs difference | note |",
         "|---|---|---|---|---|---|",

@@ -17,18 +17,18 @@ from unblur.inference.onnx import OnnxNet, export_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def fdikp_onnx(tmp_path_factory):
-    """FDIKP-tiny: FFTs (local spectra, the Fourier refinement block) and dilated per-image convolutions."""
+def free_onnx(tmp_path_factory):
+    """NAFNet-tiny: a graph with free height and width (channel attention, pixel shuffles)."""
     torch.manual_seed(0)
-    net = M.create("fdikp-tiny").eval()
-    path = export_onnx(net, tmp_path_factory.mktemp("onnx") / "fdikp.onnx")
+    net = M.create("nafnet-tiny").eval()
+    path = export_onnx(net, tmp_path_factory.mktemp("onnx") / "nafnet.onnx")
     return net, path
 
 
-def test_onnxruntime_matches_pytorch_on_odd_sizes(fdikp_onnx):
-    net, path = fdikp_onnx
+def test_onnxruntime_matches_pytorch_on_odd_sizes(free_onnx):
+    net, path = free_onnx
     ort_net = OnnxNet(path)
-    assert ort_net.size_multiple == net.size_multiple and ort_net.model_name == "fdikp-tiny"
+    assert ort_net.size_multiple == net.size_multiple and ort_net.model_name == "nafnet-tiny" and not ort_net.tile
     for shape in ((1, 3, 67, 45), (2, 3, 41, 90)):
         x = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)))
         with torch.no_grad():
@@ -36,10 +36,10 @@ def test_onnxruntime_matches_pytorch_on_odd_sizes(fdikp_onnx):
         torch.testing.assert_close(ort_net(x), ref, atol=1e-4, rtol=1e-4)
 
 
-def test_restore_runs_the_onnx_backend_and_tiles_big_photos(fdikp_onnx):
+def test_restore_runs_the_onnx_backend_and_tiles_big_photos(free_onnx):
     from unblur.inference.restore import restore
 
-    net, path = fdikp_onnx
+    net, path = free_onnx
     x = torch.rand(3, 120, 150, generator=torch.Generator().manual_seed(3))
     got = restore(x, model=OnnxNet(path), tile=None).image
     with torch.no_grad():
@@ -73,6 +73,12 @@ def test_bad_export_requests_are_one_line_errors(tmp_path):
         export_onnx("nafnet-tiny.motion", tmp_path / "x.bin")
     with pytest.raises(InputError, match="not found"):
         OnnxNet(tmp_path / "missing.onnx")
+
+
+def test_fdikp_is_refused_with_its_reason(tmp_path):
+    with pytest.raises(InputError, match="NaN"):
+        export_onnx(M.create("fdikp-tiny"), tmp_path / "f.onnx")
+    assert not (tmp_path / "f.onnx").exists()
 
 
 def test_an_architecture_marked_unsupported_is_refused_at_once(tmp_path):

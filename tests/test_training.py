@@ -95,6 +95,7 @@ def test_config_file_overrides_and_paths(tmp_path, monkeypatch):
     ("train.data.noise_sigma=[0.2,0.1]", "key 'train.data.noise_sigma' must satisfy 0 <= low <= high"),
     ("train.ema=true", "key 'train.ema' must be a number, got True"),
     ("train.data.max_images=0", "key 'train.data.max_images' must be >= 1 or null"),
+    ("train.data.aberration=1.5", "key 'train.data.aberration' must be in [0, 1], got 1.5"),
     ("lr=0.1", "unknown key 'lr'; did you mean 'optim.lr'?"),
 ])
 def test_config_errors_are_one_line(tmp_path, override, message):

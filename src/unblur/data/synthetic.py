@@ -68,12 +68,15 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
             replacing the default ``DegradationPipeline.from_name(kind, kernel_size, noise_sigma, "valid")``
             (e.g. a pipeline with JPEG or saturation, or fixed kernels from ``physics.kernels.FileKernels``).
         return_kernel: also return the kernel (``(1, k, k)``) under ``"kernel"``.
+        aberration: ``"defocus-map"`` only: the probability that an item's lens is a random aberrated one
+            (``DefocusPipeline(aberration_prob=...)``).
     """
 
     def __init__(self, root: str | Path, crop_size: int = 256, kind: str = "motion", kernel_size: int = 31,
                  noise_sigma: float | Sequence[float] = 0.01, length: int | None = None, seed: int = 0,
                  augment: bool = True, split: str = "train", holdout: int = 0,
-                 pipeline: Callable | None = None, return_kernel: bool = False, max_images: int | None = None):
+                 pipeline: Callable | None = None, return_kernel: bool = False, max_images: int | None = None,
+                 aberration: float = 0.0):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"synthetic dataset: {self.root} is not a folder")
@@ -93,6 +96,9 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
                 raise InputError(f"synthetic dataset: max_images must be >= 1, got {max_images}")
             self.files = self.files[: int(max_images)]
         self.crop_size, self.kind, self.kernel_size = int(crop_size), kind, int(kernel_size)
+        if not 0 <= float(aberration) <= 1:
+            raise InputError(f"synthetic dataset: aberration must be a probability in [0, 1], got {aberration}")
+        self.aberration = float(aberration)
         if isinstance(noise_sigma, (list, tuple)):
             lo, hi = (float(s) for s in noise_sigma)
         else:
@@ -159,7 +165,8 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
                     half = (self.kernel_size - 1) // 2
                     if half < 1:
                         raise InputError("synthetic dataset: defocus-map needs kernel_size >= 3")
-                    self._pipe = DefocusPipeline((min(1.0, half), float(half)), noise=sigma or None, margin=half)
+                    self._pipe = DefocusPipeline((min(1.0, half), float(half)), noise=sigma or None, margin=half,
+                                                 aberration_prob=self.aberration)
                 else:
                     self._pipe = DegradationPipeline.from_name(kind=self.kind, kernel_size=self.kernel_size,
                                                                noise_sigma=sigma, mode="valid")

@@ -24,7 +24,8 @@ from ..physics.fft import rfft2
 __all__ = ["AUTO_WEIGHTS", "BlurKindClassifier", "blur_features", "choose_kind"]
 
 # The weight set ``--model auto`` picks for each kind: the best measured blind network of that kind
-# (benchmarks/motion_kodak24.md, benchmarks/defocus.md: deeprftv2-tiny.defocus ahead of fdikp-tiny.defocus on every set).
+# (benchmarks/motion_kodak24.md, benchmarks/defocus.md: deeprftv2-tiny.defocus ahead of fdikp-tiny.defocus on
+# uniform disks, NYU and the other lens, behind on depth-varying blur, ahead on the mean of the six sets).
 AUTO_WEIGHTS = {"motion": "deeprftv2-tiny.motion", "defocus": "deeprftv2-tiny.defocus"}
 WINDOW, BANDS, ANGLES = 64, 6, 8
 CLASSIFIER_FILE = "auto-blur-kind.safetensors"

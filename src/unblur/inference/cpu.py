@@ -3,8 +3,8 @@
 PyTorch has no caching allocator on the CPU: every tensor is a ``malloc``, and glibc serves blocks above its mmap
 threshold (32 MB at most) with a fresh ``mmap`` that it unmaps again on ``free``. A network at 720p allocates and
 frees hundreds of such feature maps, and each one costs its pages' faults and zeroing again (one 720p photo through
-``deeprftv2-tiny`` from the command line: 13.1 s with glibc's defaults, 9.7 s with this; in a running process 9.8 s
--> 5.4 s, ``benchmarks/cpu_path.md``; ``tests/test_inference.py`` counts the page faults).
+``deeprftv2-tiny`` from the command line: 13.5 s with glibc's defaults, 7.3 s with this; in a running process 9.6 s
+-> 4.3 s, ``benchmarks/cpu_path.md``; ``tests/test_inference.py`` counts the page faults).
 :func:`reuse_freed_memory` tells glibc to serve every block from its heap and to keep freed memory for reuse, which
 removes that cost; the process then keeps its peak memory until it exits (for a command-line run, nothing else
 changes; outputs are identical). ``unblur restore`` and ``unblur serve`` call it on CPUs; set

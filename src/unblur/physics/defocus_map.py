@@ -240,7 +240,9 @@ class DefocusPipeline:
 
     Each image is, with probability ``uniform_prob``, blurred by one disk of radius uniform in ``radius_range``
     (a flat scene), else by a random scene's spatially varying map (:class:`DefocusMapGenerator`, largest radius
-    uniform in ``radius_range``), rendered by :func:`render_defocus`; then ``noise`` (a Gaussian sigma, a
+    uniform in ``radius_range``), rendered by :func:`render_defocus` through ``aberration`` or, with probability
+    ``aberration_prob`` per image, a random lens (:class:`LensAberration`: Gaussian sigma uniform in [0, 1] px,
+    astigmatism in [0, 0.25], any angle; real lenses are not ideal disks); then ``noise`` (a Gaussian sigma, a
     ``(low, high)`` range, or a callable) and a crop of ``margin`` pixels on every side (default
     ``ceil(radius_range[1])``: the rendering's boundary never shows). Returns ``dict(blurred, sharp, radius)``,
     ``radius`` the unsigned map ``|s|`` (B, 1, h, w) (one photo cannot tell in front of the focus plane from
@@ -253,7 +255,7 @@ class DefocusPipeline:
     """
 
     def __init__(self, radius_range: tuple[float, float] = (1.0, 8.0), uniform_prob: float = 0.5, noise=None,
-                 margin: int | None = None, aberration: LensAberration | None = None):
+                 margin: int | None = None, aberration: LensAberration | None = None, aberration_prob: float = 0.0):
         from .noise import GaussianNoise
 
         lo, hi = (float(v) for v in radius_range)
@@ -264,7 +266,11 @@ class DefocusPipeline:
         self.radius_range, self.uniform_prob = (lo, hi), float(uniform_prob)
         self.noise = noise if (noise is None or callable(noise)) else GaussianNoise(noise)
         self.margin = math.ceil(hi) if margin is None else int(margin)
-        self.aberration = aberration
+        if not 0 <= aberration_prob <= 1:
+            raise InputError(f"defocus pipeline: aberration_prob must be in [0, 1], got {aberration_prob}")
+        if aberration_prob > 0 and aberration is not None:
+            raise InputError("defocus pipeline: give a fixed aberration or aberration_prob, not both")
+        self.aberration, self.aberration_prob = aberration, float(aberration_prob)
         self.maps = DefocusMapGenerator((max(lo, 0.5), hi))
 
     def __call__(self, sharp: torch.Tensor, *, generator: torch.Generator | None = None) -> dict:
@@ -281,8 +287,12 @@ class DefocusPipeline:
         scenes = self.maps(B, (H, W), generator=generator, dtype=_F64)["radius"]
         s = torch.where(uniform[:, None, None, None], flat[:, None, None, None].expand(B, 1, H, W), scenes)
         s = s.to(device=sharp.device, dtype=sharp.dtype)
-        blurred = torch.cat([render_defocus(sharp[i:i + 1], s[i:i + 1], aberration=self.aberration)
-                             for i in range(B)])
+        lenses = [self.aberration] * B
+        if self.aberration_prob > 0:  # drawn only when asked: the ideal-lens stream stays as it was
+            u = torch.rand(B, 4, generator=generator, dtype=_F64).tolist()
+            lenses = [LensAberration(gaussian_sigma=a, astigmatism=0.25 * b, angle=math.pi * c)
+                      if p < self.aberration_prob else None for p, a, b, c in u]
+        blurred = torch.cat([render_defocus(sharp[i:i + 1], s[i:i + 1], aberration=lenses[i]) for i in range(B)])
         if self.noise is not None:
             blurred = self.noise(blurred, generator=generator)
         crop = (..., slice(m, H - m), slice(m, W - m))

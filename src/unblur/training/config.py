@@ -108,6 +108,7 @@ SCHEMA: dict[str, Any] = {
             "max_images": Key(None, OPT_INT, lambda v: None if v is None or v >= 1 else "must be >= 1 or null"),
             "length": Key(None, OPT_INT, lambda v: None if v is None or v >= 1 else "must be >= 1 or null"),
             "augment": Key(True, BOOL),
+            "aberration": Key(0.0, FLOAT, lambda v: None if 0 <= v <= 1 else "must be in [0, 1]"),
         },
         "steps": Key(100_000, INT, _ge(1)),
         "batch_size": Key(8, INT, _ge(1)),

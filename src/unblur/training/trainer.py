@@ -126,7 +126,8 @@ class Trainer:
             train_ds = SyntheticBlurDataset(d.root, crop_size=d.crop_size, kind=d.blur, kernel_size=d.kernel_size,
                                             noise_sigma=d.noise_sigma, length=d.length, seed=t.seed,
                                             augment=d.augment, split="train", holdout=d.holdout,
-                                            return_kernel=self.kernel_targets, max_images=d.max_images)
+                                            return_kernel=self.kernel_targets, max_images=d.max_images,
+                                            aberration=d.aberration)
         else:
             train_ds = PairedFolderDataset(d.root, layout=d.kind, split=d.split, crop_size=d.crop_size,
                                            augment=d.augment, seed=t.seed, length=d.length)
@@ -151,7 +152,7 @@ class Trainer:
                                           kernel_size=d.kernel_size, noise_sigma=d.noise_sigma,
                                           length=v.num_images, seed=v.seed, augment=False, split="val",
                                           holdout=d.holdout if (root == d.root and d.kind == "synthetic") else 0,
-                                          return_kernel=not self.blind)
+                                          return_kernel=not self.blind, aberration=d.aberration)
             bs = v.batch_size
         else:
             val_ds = PairedFolderDataset(root, layout=kind, split=v.split or "test", crop_size=v.crop_size,
