@@ -542,8 +542,9 @@ register_weights(
 )
 register_weights(
     "deeprftv2-tiny", "defocus", blind=True, blur=("defocus",),
-    data="synthetic defocus on CBSD432, the data of fdikp-tiny.defocus (half uniform disks, half random scenes' "
-         "spatially varying defocus, radii up to 8 px, noise 0-0.02); configs/deeprftv2-tiny-defocus.yaml",
+    data="synthetic defocus on CBSD432, the data of fdikp-tiny.defocus without its random lenses (half uniform "
+         "disks, half random scenes' spatially varying defocus, radii up to 8 px, noise 0-0.02); "
+         "configs/deeprftv2-tiny-defocus.yaml",
     steps="1750 from deeprftv2-tiny.motion (2-core CPU, crops 128, batch 4)",
     scores="see benchmarks/defocus.md",
 )

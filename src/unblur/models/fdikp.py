@@ -14,7 +14,7 @@ photo in the Fourier domain once (the DIKP bank); the network predicts, per pixe
                                        frequency signature (a disk's spectrum has radius-dependent zero rings)
         r    = PAC(f, ringing evidence of the bank; spec, prof)   per-pixel radius: the expectation of
                                        softmax weights over the ladder (spatial branch + frequency branch),
-                                       gated with its own average over ~32 px
+                                       gated with its own mean over 24 px (local_mean)
         m    = bank_s interpolated at r (two neighbouring inverses)
         g    = DSRM(f + conv m)        spatial + Fourier (FFT-ReLU) refinement; hidden_s = g
         x_s  = m + conv(g)
@@ -42,7 +42,7 @@ from ..physics import Domain, defocus_kernel, estimate_noise_sigma, fourier_data
 from ..physics.fft import rfft2
 from ..physics.polar import radial_frequency
 from .base import RestorationModel, downscale
-from .blocks import Downsample, NAFBlock, ResFFTReLUBlock, Upsample
+from .blocks import Downsample, NAFBlock, ResFFTReLUBlock, Upsample, local_mean
 from .registry import register_model, register_weights
 
 __all__ = ["FDIKP"]
@@ -158,8 +158,7 @@ def ringing_evidence(bank: torch.Tensor, window: int = 9) -> torch.Tensor:
     near the photo's, the right one restores the edges, too large a one rings: the energy bends upwards past the
     true radius, a cue a small network reads far more easily than raw pixels."""
     gh, gv = gradients(bank)
-    energy = (gh ** 2 + gv ** 2).mean(2)  # over colours: (B, J, H, W)
-    energy = F.avg_pool2d(energy, window, stride=1, padding=window // 2, count_include_pad=False)
+    energy = local_mean((gh ** 2 + gv ** 2).mean(2), (window, window))  # over colours, then the box: (B, J, H, W)
     log_energy = torch.log(energy + 1e-6)
     return log_energy - log_energy[:, :1]
 
@@ -185,7 +184,7 @@ class PositionAdaptiveSelection(nn.Module):
     (two neighbouring inverses, :func:`hat_weights`), not a blend of all of them: a blend of inverses of
     different disks is the inverse of none. Returns the image and the radius map (B, 1, H, W)."""
 
-    def __init__(self, channels: int, spec_channels: int, count: int, context: int = 16, bins: int = 24):
+    def __init__(self, channels: int, spec_channels: int, count: int, context: int = 24, bins: int = 24):
         super().__init__()
         self.context = int(context)
         # the photo's radial spectra (window and photo-wide) to logits over the ladder
@@ -205,11 +204,9 @@ class PositionAdaptiveSelection(nn.Module):
         evidence = ringing_evidence(bank.float()).to(f.dtype)
         p = torch.softmax(self.spatial(torch.cat([f, evidence], 1)) + freq, 1)
         local = (p * radii.to(p.dtype).view(1, -1, 1, 1)).sum(1, keepdim=True)
-        # one depth often spans a region: a gate blends the pixel's radius with the mean over ~2 x context px,
+        # one depth often spans a region: a gate blends the pixel's radius with its mean over ``context`` px,
         # which flat areas (no evidence of their own) and uniformly defocused photos need
-        c = max(1, min(self.context, *local.shape[-2:]))  # small inputs: the window shrinks to fit
-        area = F.avg_pool2d(local, c, stride=max(1, c // 2), ceil_mode=True, count_include_pad=False)
-        area = F.interpolate(area, size=f.shape[-2:], mode="bilinear", align_corners=False)
+        area = local_mean(local, (self.context, self.context))
         g = torch.sigmoid(self.gate(f))
         radius = g * local + (1 - g) * area
         w = hat_weights(radius, radii)
