@@ -162,13 +162,25 @@ def as_image(fn):
     return lambda pr: fn(pr)[0]
 
 
+def _built_on_first_use(name: str):
+    """A shipped network as a method, loaded when first run (a skipped method is never built)."""
+    built = []
+
+    def run(pr):
+        if not built:
+            built.append(as_image(network(create(name, pretrained=True))))
+        return built[0](pr)
+
+    return run
+
+
 def methods(candidates: dict[str, str]):
     yield "blurred input", lambda pr: pr["blurred"]
     yield "hqs-hl, true disk (classical non-blind)", classical("hqs-hl", known=True)
     yield "wiener, true disk (classical non-blind)", classical("wiener", known=True)
     yield "blind-l0 (classical blind)", classical("blind-l0", known=False)
     for name in list_models(pretrained=True):
-        yield f"{name} (network, blind)", as_image(network(create(name, pretrained=True)))
+        yield f"{name} (network, blind)", _built_on_first_use(name)
     for name, path in candidates.items():
         yield (f"{name} (network, blind; candidate weights `{Path(path).name}`, not shipped)",
                as_image(network(create(name, weights=path))))

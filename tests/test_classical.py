@@ -11,7 +11,7 @@ from unblur.classical import METHODS, DeblurResult, deblur, estimate_noise_sigma
 from unblur.classical.blind_l0 import pyramid_kernel_sizes
 from unblur.physics.kernels import clean_kernel
 from unblur.physics.boundary import Domain, gradient_otfs, gradients
-from unblur.classical.hqs import shrink_hyper_laplacian
+from unblur.physics.proximal import shrink_hyper_laplacian
 from unblur.errors import InputError
 from unblur.physics import conv2d, irfft2, rfft2
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import unblur.models as M
 from unblur.errors import ConfigError, InputError
@@ -134,8 +135,12 @@ def test_selection_inverts_the_chosen_disk_and_reports_its_radius():
         net.out.bias.zero_()
     y = _photo()[..., :64, :64]
     out = net.forward_train(y)
-    torch.testing.assert_close(out["outputs"][-1][0], net.bank(y)[:, j], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out["radius_map"], torch.full_like(out["radius_map"], 3.0))
+    three = torch.full_like(out["radius_map"], 3.0)
+    torch.testing.assert_close(out["radius_map"], three)
+    # the coarse scales read the one-shot bank at that radius, the full scale deconvolves there (DiskHQS)
+    torch.testing.assert_close(out["outputs"][-1][0], net.deconv(y, three), atol=1e-5, rtol=0)
+    half = F.interpolate(net.bank(y)[:, j], scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(out["outputs"][-2][0], half, atol=1e-4, rtol=0)
 
 
 def _photo() -> torch.Tensor:

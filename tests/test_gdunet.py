@@ -27,7 +27,7 @@ def test_every_stage_returns_a_physical_kernel():
     net = _net()
     with torch.inference_mode():
         out = net.forward_train(torch.rand(2, 3, 40, 52, generator=torch.Generator().manual_seed(1)))
-    assert len(out["kernels"]) == net.stages and len(out["outputs"]) == net.stages + 1
+    assert len(out["kernels"]) == net.stages and len(out["outputs"]) == net.stages + (0 if net.l0 else 1)
     for k in out["kernels"]:
         assert k.shape == (2, 1, 31, 31) and (k >= 0).all()
         torch.testing.assert_close(k.sum((-2, -1)), torch.ones(2, 1), atol=1e-5, rtol=0)
@@ -49,7 +49,7 @@ def test_kernel_stage_recovers_the_true_kernel_from_the_sharp_image(edge_ratio):
     the tapered closed-form least squares of a stage finds the blur, on all gradients or on the salient edges
     only (fewer data, a less exact fit on this ideal input): kernel PSNR up to 2 px shift far above that of a
     centred delta (measured 38.9 and 31.4 dB vs 13.0)."""
-    net = _net(edge_ratio=edge_ratio)
+    net = _net(edge_ratio=edge_ratio, kernel_init="start", start_width=12, start_blocks=(1, 1, 1, 2))
     K = net.kernel_size
     sharp = _photo(96 + K - 1)
     k_true = pad_kernel(motion_kernel(17, generator=torch.Generator().manual_seed(3)), K)
@@ -59,11 +59,42 @@ def test_kernel_stage_recovers_the_true_kernel_from_the_sharp_image(edge_ratio):
     u[..., dom.top - K // 2:dom.top - K // 2 + sharp.shape[-2], dom.left - K // 2:dom.left - K // 2 + sharp.shape[-1]] = sharp
     feat = net.start.residual(torch.zeros(1, 3, 32, 32))[1]
     with torch.inference_mode():
-        k = net._kernel(0, u, y, feat, dom)
+        k = net._kernel(0, dom.crop(u), y, feat)
     delta = torch.zeros(K, K)
     delta[K // 2, K // 2] = 1
     got, base = kernel_psnr(k, k_true, max_shift=2), kernel_psnr(delta, k_true, max_shift=2)
     assert got > (35 if edge_ratio == 0 else 28) and base < 15, (got, base)
+
+
+def test_the_first_stage_kernel_is_the_l0_estimate_and_later_stages_fuse_the_previous_one():
+    """kernel_init="l0": stage 1 deconvolves with physics.estimate_photo_kernel's kernel (the classical estimate,
+    far closer to the blur than a delta), and a later stage with its fusion weights only on the previous kernel
+    keeps it exactly."""
+    from unblur.physics import estimate_photo_kernel
+
+    net = _net()
+    K = net.kernel_size
+    sharp = _photo(112 + K - 1)
+    k_true = pad_kernel(motion_kernel(17, generator=torch.Generator().manual_seed(3)), K)
+    y = conv2d(sharp, k_true, "valid")
+    with torch.no_grad():
+        for fusion in net.fusions:
+            fusion.conv.weight.copy_(torch.tensor([0.0, 0.0, 0.0, 1.0]).view(1, 4, 1, 1))
+        out = net.forward_train(y)
+    first = estimate_photo_kernel(y, kernel_size=K, iters_per_level=5, final_iters=6, refine_iters=2)
+    torch.testing.assert_close(out["kernels"][0], first)
+    for k in out["kernels"][1:]:
+        torch.testing.assert_close(k, first, atol=1e-5, rtol=0)
+    delta = torch.zeros(K, K)
+    delta[K // 2, K // 2] = 1
+    assert kernel_psnr(first, k_true, max_shift=2) > kernel_psnr(delta, k_true, max_shift=2) + 8
+
+
+def test_kernel_init_and_start_from_are_checked():
+    with pytest.raises(ValueError, match="kernel_init"):
+        M.create("gdunet-tiny", kernel_init="zeros")
+    with pytest.raises(ValueError, match="start_from"):
+        M.create("gdunet-tiny", start_from="nafnet-tiny.motion")
 
 
 def test_training_step_uses_kernel_targets_and_reblur():

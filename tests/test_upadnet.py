@@ -121,8 +121,12 @@ def test_starts_from_gdunet_weights_and_refuses_bad_arguments():
     net = _net(init_from="gdunet-tiny.motion")
     ref = M.create("gdunet-tiny.motion", pretrained=True).state_dict()
     mine = net.state_dict()
-    for key in ("start.intro.weight", "proxes.2.ending.weight", "kernel_proxes.0.inp.weight", "log_gamma"):
-        assert key in ref and torch.equal(mine[key], ref[key]), key
+    # the shipped GDUNet starts from the L0 estimate (no blind start, one kernel update fewer): what has the same
+    # name and shape is carried over, the rest keeps its initial values
+    shared = [k for k in ref if k in mine and mine[k].shape == ref[k].shape]
+    assert "proxes.2.ending.weight" in shared and "kernel_proxes.0.inp.weight" in shared
+    for key in shared:
+        assert torch.equal(mine[key], ref[key]), key
     with pytest.raises(InputError, match="decomposition"):
         M.create("upadnet-tiny", decomposition="polar")
     with pytest.raises(InputError, match="profile_bins"):

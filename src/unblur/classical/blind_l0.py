@@ -44,175 +44,19 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from ..physics.boundary import Domain, gradient_otfs, gradients, salient_edges
-from ..physics.kernels import project_kernel, trim_kernel
-from ..physics.solvers import FourierDataStep, kernel_step
+from ..physics.color import luminance  # noqa: F401  (re-exported: callers find it here)
+from ..physics.kernels import trim_kernel
+from ..physics.l0_kernel import (  # noqa: F401  (the kernel estimation lives in physics; re-exported)
+    default_kernel_size, estimate_kernel_l0, estimate_photo_kernel, informative_region, l0_latent,
+    pyramid_kernel_sizes, region_in_photo)
 from .hqs import hqs
 
-_LUMA = (0.299, 0.587, 0.114)
 
+def _refine_latent(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The natural image of the final kernel refits: hyper-Laplacian HQS, CG-exact on the ``valid`` domain."""
+    return hqs(y, k, prior="hl", beta_rate=4.0, cg_iters=4)
 
-def luminance(image: torch.Tensor) -> torch.Tensor:
-    """Grey-level guidance image (B, 1, H, W): Rec. 601 luma for RGB, channel mean otherwise."""
-    if image.shape[1] == 3:
-        w = torch.tensor(_LUMA, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-        return (image * w).sum(1, keepdim=True)
-    return image.mean(1, keepdim=True)
-
-
-def pyramid_kernel_sizes(kernel_size: int, coarsest: int = 5) -> list[int]:
-    """Odd kernel sizes from the coarsest level (about ``coarsest``) to ``kernel_size``, ratio ~sqrt(2)."""
-    sizes = [kernel_size]
-    while sizes[-1] > coarsest:
-        s = math.ceil(sizes[-1] / math.sqrt(2))
-        s += 1 - s % 2
-        if s < coarsest:
-            break
-        sizes.append(s)
-    return sizes[::-1]
-
-
-def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(img.shape[-2:]) == tuple(size):
-        return img
-    return F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max, mu_rate=3.0):
-    """Latent image of the L0 model on the periodic domain (HQS with joint continuation)."""
-    x = y_ext
-    step = FourierDataStep(y_ext, otf, d_otfs)
-    mu = 2 * lambda_grad
-    while mu < mu_max:
-        gh, gv = gradients(x)
-        keep = (gh * gh + gv * gv) >= lambda_grad / mu
-        beta, u = 0.0, None
-        if lambda_pixel > 0:
-            beta = mu * lambda_pixel / lambda_grad
-            u = torch.where(x * x >= lambda_pixel / beta, x, torch.zeros_like(x))
-        x = step(beta=beta, u=u, weights=(mu, mu), targets=(gh * keep, gv * keep))
-        mu *= mu_rate
-    return x
-
-
-def _kernel_update(dom, x, y, size, gamma, edges, iters, opts):
-    gh, gv = gradients(x)
-    mask, edges["threshold"] = salient_edges(gh, gv, edges["count"], edges["threshold"])
-    edges["threshold"] /= 1.1
-    k0 = edges.get("k")  # warm start from the previous alternation of this level
-    if k0 is None:
-        k0 = torch.full((1, 1, size, size), 1.0 / size ** 2, dtype=x.dtype, device=x.device)
-    k = kernel_step(x, y, size, gamma=gamma, domain=dom, method="cg", k0=k0, iters=iters, x_mask=mask)
-    k = project_kernel(k, center=True, clean=True, threshold=opts["threshold"],
-                          min_component_mass=opts["min_component_mass"])
-    edges["k"] = k
-    return k
-
-
-def estimate_kernel_l0(
-    guide: torch.Tensor,
-    *,
-    kernel_size: int = 31,
-    lambda_grad: float = 1e-2,
-    lambda_pixel: float = 3e-3,
-    lambda_decay: float = 1.1,
-    lambda_min: float = 1e-4,
-    gamma: float = 2.0,
-    iters_per_level: int = 5,
-    final_iters: int = 6,
-    refine_iters: int = 2,
-    edge_ratio: float = 30.0,
-    mu_max: float = 1e5,
-    threshold: float = 0.05,
-    min_component_mass: float = 0.1,
-    kernel_cg_iters: int = 10,
-) -> torch.Tensor:
-    """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from grey images (B, 1, H, W).
-
-    Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
-    (which can change FFT rounding in the last bit) would make a batch differ from single calls.
-    """
-    if kernel_size < 3 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and >= 3, got {kernel_size}")
-    opts = {k: v for k, v in locals().items() if k != "guide"}
-    return torch.cat([_estimate_one(guide[i:i + 1], **opts) for i in range(guide.shape[0])])
-
-
-def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay, lambda_min, gamma,
-                  iters_per_level, final_iters, refine_iters, edge_ratio, mu_max, threshold,
-                  min_component_mass, kernel_cg_iters):
-    H, W = guide.shape[-2:]
-    opts = {"threshold": threshold, "min_component_mass": min_component_mass}
-    k, lg, lp = None, lambda_grad, lambda_pixel
-    for size in pyramid_kernel_sizes(kernel_size):
-        r = size / kernel_size
-        y = _resize(guide, (max(size + 2, round(H * r)), max(size + 2, round(W * r))))
-        if k is None:  # a short horizontal stroke: a symmetric start that breaks the delta's stability
-            k = torch.zeros(1, 1, size, size, dtype=y.dtype, device=y.device)
-            k[..., size // 2, size // 2 - 1:size // 2 + 1] = 0.5
-        else:
-            k = project_kernel(_resize(k, (size, size)))
-        dom = Domain(y.shape[-2:], (size, size), "valid", device=y.device)
-        y_ext = dom.extend(y)
-        d_otfs = gradient_otfs(dom.shape, y.device, y.dtype)
-        edges = {"count": int(edge_ratio * size), "threshold": None}
-        for _ in range(final_iters if size == kernel_size else iters_per_level):
-            x = l0_latent(y_ext, dom.otf(k), d_otfs, lg, lp, mu_max)
-            k = _kernel_update(dom, x, y, size, gamma, edges, kernel_cg_iters, opts)
-            lg = max(lg / lambda_decay, lambda_min)
-            lp = lambda_pixel * lg / lambda_grad  # the two weights keep their ratio
-    edges = {"count": int(edge_ratio * kernel_size), "threshold": None}
-    for _ in range(refine_iters):
-        x = dom.extend(hqs(y, k, prior="hl", beta_rate=4.0, cg_iters=4))  # a quick natural image suffices
-        edges["threshold"] = None
-        k = _kernel_update(dom, x, y, kernel_size, gamma, edges, kernel_cg_iters, opts)
-    return k
-
-
-def informative_region(guide: torch.Tensor, size: int) -> tuple[int, int]:
-    """Top-left corner of the ``size x size`` window of ``guide`` (1, 1, H, W) with the most salient
-    edge pixels (the top 2% gradient magnitudes, saturated pixels excluded)."""
-    H, W = guide.shape[-2:]
-    if H <= size and W <= size:
-        return 0, 0
-    gh, gv = gradients(guide)
-    mag = torch.sqrt(gh * gh + gv * gv)
-    # saturated highlights break the linear blur model: no edge there counts
-    sat = F.max_pool2d((guide > 0.98).to(guide.dtype), 5, stride=1, padding=2) > 0
-    mag = torch.where(sat, torch.zeros_like(mag), mag)
-    mag[..., -1, :] = 0
-    mag[..., :, -1] = 0  # the circular differences wrap around the last row/column
-    level = torch.quantile(mag.flatten()[:: max(1, mag.numel() // 1_000_000)], 0.98)
-    strong = (mag >= level).to(guide.dtype)
-    h, w = min(size, H), min(size, W)
-    step = max(1, size // 8)
-    counts = F.avg_pool2d(strong, (h, w), stride=step)
-    idx = int(counts.flatten().argmax())
-    cols = counts.shape[-1]
-    return min((idx // cols) * step, H - h), min((idx % cols) * step, W - w)
-
-
-def default_kernel_size(height: int, width: int) -> int:
-    """31 px up to a long side of 2048 px; beyond, scaled with the long side (the same shake covers
-    more pixels on a larger sensor: 61 at 4000 px), odd, at most 95; never above the short side."""
-    k = 31 if max(height, width) <= 2048 else min(95, round(31 * max(height, width) / 2048))
-    k -= 1 - k % 2
-    short = min(height, width)
-    return max(3, min(k, short if short % 2 else short - 1))
-
-
-def _region_in_photo(guide: torch.Tensor, size: tuple[int, int], work_size: int) -> tuple[int, int]:
-    """Top-left corner of the most informative ``size`` window of ``guide`` (1, 1, H, W), searched on a
-    copy scaled to at most ``work_size`` px (cheap on a 12 MP photo)."""
-    H, W = guide.shape[-2:]
-    scale = min(1.0, work_size / max(H, W))
-    if scale < 1:
-        small = _resize(guide, (max(1, round(H * scale)), max(1, round(W * scale))))
-        top, left = informative_region(small, max(1, round(max(size) * scale)))
-        return min(round(top / scale), H - size[0]), min(round(left / scale), W - size[1])
-    return informative_region(guide, max(size))
 
 
 def blind_l0(
@@ -262,13 +106,7 @@ def blind_l0(
     est = dict(kernel_size=kernel_size, lambda_grad=lambda_grad, lambda_pixel=lambda_pixel, lambda_decay=lambda_decay,
                gamma=gamma, iters_per_level=iters_per_level, final_iters=final_iters, refine_iters=refine_iters,
                edge_ratio=edge_ratio, threshold=threshold, min_component_mass=min_component_mass)
-    guide = luminance(blurred)
-    h, w = min(region, H), min(region, W)
-    kernels = []
-    for g in guide.split(1):
-        top, left = _region_in_photo(g, (h, w), work_size)
-        kernels.append(estimate_kernel_l0(g[..., top:top + h, left:left + w], **est))
-    k = torch.cat(kernels)
+    k = estimate_photo_kernel(blurred, region=region, work_size=work_size, refine_latent=_refine_latent, **est)
     # the estimate's empty border only widens the unknown band of the deconvolution: trim it
     x = deconvolve_tiled(blurred, trim_kernel(k), tile, lam_scale=final_lam_scale, sigma=sigma, boundary=boundary)
     return x, k

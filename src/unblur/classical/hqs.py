@@ -22,34 +22,11 @@ from __future__ import annotations
 import torch
 
 from ..physics.boundary import Domain, gradient_otfs, gradients
+from ..physics.proximal import shrink_hyper_laplacian, shrink_tv
 from ..physics.solvers import FourierDataStep
 from .wiener import noise_sigma
 
-
-def shrink_tv(vh: torch.Tensor, vv: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """argmin_w |w|_2 + beta/2 |w - v|^2 for 2-vectors v = (vh, vv), pixel-wise."""
-    norm = torch.sqrt(vh * vh + vv * vv).clamp_min(1e-12)
-    scale = (1 - 1 / (beta * norm)).clamp_min(0)
-    return vh * scale, vv * scale
-
-
-def shrink_hyper_laplacian(v: torch.Tensor, beta: float, alpha: float, newton_steps: int = 8) -> torch.Tensor:
-    """argmin_w |w|^alpha + beta/2 (w - v)^2, element-wise, 0 < alpha < 1.
-
-    For a = |v| > 0 the non-zero candidate is the largest root of the convex, increasing-past-w_c
-    derivative g(w) = alpha w^(alpha-1) + beta (w - a); Newton from w = a decreases monotonically
-    onto it. It is kept where its energy beats w = 0.
-    """
-    a = v.abs()
-    w_c = (alpha * (1 - alpha) / beta) ** (1 / (2 - alpha))  # minimum of g
-    w = a.clamp_min(w_c)
-    for _ in range(newton_steps):
-        g = alpha * w.pow(alpha - 1) + beta * (w - a)
-        dg = alpha * (alpha - 1) * w.pow(alpha - 2) + beta
-        w = (w - g / dg.clamp_min(1e-12)).clamp_min(w_c)
-        w = torch.minimum(w, a.clamp_min(w_c))
-    keep = w.pow(alpha) + 0.5 * beta * (w - a) ** 2 < 0.5 * beta * a * a
-    return torch.where(keep, w * v.sign(), torch.zeros_like(v))
+__all__ = ["hqs", "hqs_tv", "hqs_hl", "shrink_tv", "shrink_hyper_laplacian"]  # the shrinkages live in physics
 
 
 def hqs(

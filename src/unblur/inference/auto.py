@@ -18,7 +18,7 @@ from importlib import resources
 
 import torch
 
-from ..classical.blind_l0 import luminance
+from ..physics.color import luminance
 from ..physics.fft import rfft2
 
 __all__ = ["AUTO_WEIGHTS", "BlurKindClassifier", "blur_features", "choose_kind"]

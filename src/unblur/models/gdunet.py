@@ -2,8 +2,20 @@
 Neural Networks 190, 2025): the sparse-gradient blind deconvolution that ``blind-l0`` solves classically,
 unrolled into ``T`` stages that alternate a kernel update and an image update, with learned modules.
 
-One forward pass (``ext``: the smooth periodic extension of :class:`~unblur.physics.Domain`; every solve is
-one of ``unblur.physics``; design choices where the paper is silent: ``docs/models/gdunet.md``)::
+One forward pass of the shipped sizes (``kernel_init="l0"``; every solve is one of ``unblur.physics``; design
+choices where the paper is silent: ``docs/models/gdunet.md``)::
+
+    k_0 = L0 coarse-to-fine kernel estimate of y             physics.estimate_photo_kernel (no gradient)
+    for t = 1 .. T:
+        k_t  = k_0 for t = 1, else the kernel update below on u_{t-1}, fused with k_{t-1} too
+        x^   = HQS_t(y, k_t): 13 hyper-Laplacian splitting steps (2 CG steps each on the valid observation
+               model), learned lam_t and beta_{t,i}; the last w-step
+               passes the shrunk gradients through the learned gradient prior G_t      physics.mixture_hqs
+        u_t  = x^ + P_t(x^)                                  image proximal module (NAFNet)
+    return u_T and the stage kernels k_1 .. k_T (k_T is the kernel that made the returned image)
+
+The earlier blind-start design (``kernel_init="start"``, still UPADNet's skeleton; ``ext``: the smooth periodic
+extension of :class:`~unblur.physics.Domain`)::
 
     u_0 = ext(y) + P_0(ext(y))                               blind start: a NAFNet sharpens the photo
     for t = 1 .. T:
@@ -39,6 +51,10 @@ import torch.nn.functional as F
 from ..physics.boundary import Domain, fft_size, gradient_otfs, gradients, salient_edge_mask, taper_window
 from ..physics.fft import psf2otf
 from ..physics.kernels import project_kernel
+from ..physics.l0_kernel import estimate_photo_kernel
+from ..physics.mixed_blur import mixture_hqs
+from ..physics.noise import estimate_noise_sigma
+from ..physics.proximal import shrink_hyper_laplacian
 from ..physics.solvers import FourierDataStep, kernel_step
 from .base import RestorationModel, pad_to_multiple
 from .blocks import NAFBlock
@@ -46,6 +62,8 @@ from .nafnet import NAFNet
 from .registry import register_model, register_weights
 
 __all__ = ["GDUNet"]
+
+KERNEL_INITS = ("start", "l0")
 
 
 def _near_zero(conv: nn.Conv2d) -> None:
@@ -113,16 +131,20 @@ class BlurPatternAttention(nn.Module):
 
 class KernelFusion(nn.Module):
     """``k = normalise(relu(conv1x1[h_p, k^, h_b]))``: a non-negative kernel summing to 1. It starts as ``k^``
-    (``h_p = k^`` then) with a trace of ``h_b``, so that every branch receives gradients from the first step."""
+    (``h_p = k^`` then) with a trace of ``h_b``, so that every branch receives gradients from the first step.
+    ``with_previous``: the previous stage's kernel is a fourth input, and the fusion starts mostly on it (the
+    L0 initialisation is a good kernel; a refit on a still imperfect image must earn its weight)."""
 
-    def __init__(self):
+    def __init__(self, with_previous: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(3, 1, 1, bias=False)  # an offset would only add a flat floor under the kernel
+        start = [0.25, 0.25, 0.01, 0.5] if with_previous else [0.5, 0.5, 0.01]
+        self.conv = nn.Conv2d(len(start), 1, 1, bias=False)  # an offset would only add a flat floor under the kernel
         with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([0.5, 0.5, 0.01]).view(1, 3, 1, 1))
+            self.conv.weight.copy_(torch.tensor(start).view(1, -1, 1, 1))
 
-    def forward(self, h_p: torch.Tensor, k_hat: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
-        k = F.relu(self.conv(torch.cat([h_p, k_hat, h_b], 1))) + 1e-8
+    def forward(self, h_p: torch.Tensor, k_hat: torch.Tensor, h_b: torch.Tensor, previous=None) -> torch.Tensor:
+        parts = [h_p, k_hat, h_b] + ([] if previous is None else [previous])
+        k = F.relu(self.conv(torch.cat(parts, 1))) + 1e-8
         return k / k.sum((-2, -1), keepdim=True)
 
 
@@ -135,15 +157,15 @@ def _prox(width: int, enc_blocks, middle_blocks: int, channels: int) -> NAFNet:
 @register_model(
     "gdunet",
     {
-        # CPU-trainable (docs/models/gdunet.md): 3 stages, a 4-level blind start, 2-level stage proxes.
-        # The blind start has nafnet-tiny's shape, so training can start it from nafnet-tiny.motion.
-        "tiny": dict(stages=3, kernel_size=31, start_width=12, start_blocks=(1, 1, 1, 2), width=8, levels=2,
-                     blocks=1, prior_width=4, edge_ratio=10.0),
-        "small": dict(stages=3, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 4), width=24, levels=3,
-                      blocks=2, prior_width=16, edge_ratio=10.0),
-        # the reference configuration: 3 stages, width 32 (encoder [1, 1, 1, 16]), 31x31 kernels
-        "paper": dict(stages=3, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 16), width=32, levels=4,
-                      blocks=2, prior_width=32, edge_ratio=10.0),
+        # CPU-trainable (docs/models/gdunet.md): 3 stages from the L0 kernel estimate, 2-level stage proxes.
+        # (kernel_init="start" with start_width=12, start_blocks=(1, 1, 1, 2) is the earlier blind-start design.)
+        "tiny": dict(stages=3, kernel_size=31, width=8, levels=2, blocks=1, prior_width=4, edge_ratio=10.0,
+                     kernel_init="l0"),
+        "small": dict(stages=3, kernel_size=31, width=24, levels=3, blocks=2, prior_width=16, edge_ratio=10.0,
+                      kernel_init="l0"),
+        # the reference configuration: 3 stages, width 32, 31x31 kernels (its blind start is our L0 estimate)
+        "paper": dict(stages=3, kernel_size=31, width=32, levels=4, blocks=2, prior_width=32, edge_ratio=10.0,
+                      kernel_init="l0"),
     },
 )
 class GDUNet(RestorationModel):
@@ -163,6 +185,16 @@ class GDUNet(RestorationModel):
         in_channels: image channels.
         edge_ratio: > 0 fits the kernels on salient edges only (Cho & Lee, as ``blind-l0``): the strongest
             gradients of ``u``, at least ``edge_ratio x kernel_size`` per orientation; 0 uses all of them.
+        kernel_init: ``"start"`` (a NAFNet ``P_0`` sharpens the photo, every stage fits a kernel to its image,
+            then a quadratic image step) or ``"l0"`` (the first kernel is the coarse-to-fine L0 estimate of
+            ``physics.estimate_photo_kernel``, no gradient through it; every stage is a hyper-Laplacian HQS
+            deconvolution with that stage's kernel and learned gradient prior, then its proximal net; the stages
+            after the first refit the kernel on the previous stage's image and fuse it with the previous kernel).
+        hqs_iters, hqs_cg, hqs_rate: splitting steps of each ``"l0"`` image step, CG steps per splitting step on
+            the ``valid`` observation model (0: closed form on the periodic extension), and the initial schedule
+            ``beta_i = hqs_rate^i`` (learned after).
+        init_iters, train_init_iters: the L0 estimate's (iterations per level, at the finest level, refits) at
+            inference and during training (cheaper: it runs on every training crop).
     """
 
     physical_kernels = True
@@ -173,24 +205,42 @@ class GDUNet(RestorationModel):
     def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
                  width: int = 8, levels: int = 2, blocks: int = 1, prior_width: int = 4, beta: float = 0.02,
                  weight: float = 0.02, gamma: float = 0.01, in_channels: int = 3, start_from: str | None = None,
-                 edge_ratio: float = 0.0):
+                 edge_ratio: float = 0.0, kernel_init: str = "start", hqs_iters: int = 13, hqs_cg: int = 2,
+                 hqs_rate: float = 2.0,
+                 init_iters=(5, 6, 2), train_init_iters=(2, 3, 0)):
         super().__init__()
         if int(kernel_size) < 3 or int(kernel_size) % 2 == 0:
             raise ValueError(f"GDUNet: kernel_size must be odd and >= 3, got {kernel_size}")
+        if kernel_init not in KERNEL_INITS:
+            raise ValueError(f"GDUNet: kernel_init must be one of {', '.join(KERNEL_INITS)}, got {kernel_init!r}")
         self.stages, self.kernel_size, self.edge_ratio = int(stages), int(kernel_size), float(edge_ratio)
-        self.start = _prox(start_width, start_blocks, 1, in_channels)
+        self.l0 = kernel_init == "l0"
+        if self.l0:
+            self.onnx_unsupported = ("GDUNet's L0 kernel initialisation (coarse-to-fine loops with data-dependent "
+                                     "thresholds) has no ONNX graph; use the PyTorch backend")
+        self.hqs_iters, self.hqs_cg, self.hqs_rate = int(hqs_iters), int(hqs_cg), float(hqs_rate)
+        self.init_iters, self.train_init_iters = tuple(init_iters), tuple(train_init_iters)
+        if self.l0 and start_from:
+            raise ValueError("GDUNet: start_from sets the blind start P_0, which kernel_init='l0' does not have")
+        if not self.l0:
+            self.start = _prox(start_width, start_blocks, 1, in_channels)
         if start_from:
             from .registry import create
 
             self.start.load_state_dict(create(start_from, pretrained=True).state_dict())
         self.proxes = nn.ModuleList(_prox(width, (blocks,) * levels, blocks, in_channels) for _ in range(self.stages))
         self._build_image_steps(in_channels, prior_width, beta, weight)
-        self.kernel_proxes = nn.ModuleList(KernelProx() for _ in range(self.stages))
-        # stage t reads the bottleneck of the proximal net that made u_{t-1}: P_0 for t = 1, P_{t-1} after
-        bottlenecks = [start_width * 2 ** len(start_blocks)] + [width * 2 ** levels] * (self.stages - 1)
+        # "start": every stage fits a kernel; "l0": the stages after the first (the first has the L0 estimate)
+        updates = self.stages - 1 if self.l0 else self.stages
+        self.kernel_proxes = nn.ModuleList(KernelProx() for _ in range(updates))
+        # a kernel update reads the bottleneck of the proximal net that made the image it fits: P_0 for the
+        # first stage of "start", the stage proximal nets after
+        bottlenecks = [width * 2 ** levels] * updates
+        if not self.l0:
+            bottlenecks[0] = start_width * 2 ** len(start_blocks)
         self.attentions = nn.ModuleList(BlurPatternAttention(c) for c in bottlenecks)
-        self.fusions = nn.ModuleList(KernelFusion() for _ in range(self.stages))
-        self.log_gamma = nn.Parameter(torch.full((self.stages,), math.log(gamma)))
+        self.fusions = nn.ModuleList(KernelFusion(with_previous=self.l0) for _ in range(updates))
+        self.log_gamma = nn.Parameter(torch.full((updates,), math.log(gamma)))
 
     @staticmethod
     def _apply_prox(net: NAFNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,14 +248,15 @@ class GDUNet(RestorationModel):
         correction, feat = net.residual(xp)
         return x + correction[..., :h, :w], feat
 
-    def _kernel(self, t: int, u: torch.Tensor, y: torch.Tensor, feat: torch.Tensor, dom: Domain) -> torch.Tensor:
+    def _kernel(self, t: int, u: torch.Tensor, y: torch.Tensor, feat: torch.Tensor, previous=None) -> torch.Tensor:
+        """Kernel update ``t`` from the image ``u`` on the observed window (B, C, H, W)."""
         K = self.kernel_size
         # Closed-form least squares on the observed window; the taper hides the window's circular seam.
         # Zero margins of K px keep the circular solve from wrapping (and fit kernels larger than small photos).
         H, W = y.shape[-2:]
         win = taper_window((H, W), K, device=y.device, dtype=y.dtype)
         margins = (0, fft_size(W + K) - W, 0, fft_size(H + K) - H)
-        uc, yc = F.pad(dom.crop(u) * win, margins), F.pad(y * win, margins)
+        uc, yc = F.pad(u * win, margins), F.pad(y * win, margins)
         # Cho & Lee: only the strongest edges of u enter the fit (weak ones are still blurred or hallucinated).
         mask = salient_edge_mask(uc, int(self.edge_ratio * K)) if self.edge_ratio > 0 else None
         # Parseval: the gradient energy is the mean of sum_d |D X|^2 over frequencies, so gamma is relative to it.
@@ -214,11 +265,18 @@ class GDUNet(RestorationModel):
         k_hat = project_kernel(kernel_step(uc, yc, K, gamma=gamma, method="fft", x_mask=mask), differentiable=True)
         h_p = self.kernel_proxes[t](k_hat)
         h_b = self.attentions[t](feat, K)
-        return self.fusions[t](h_p, k_hat, h_b)
+        return self.fusions[t](h_p, k_hat, h_b, previous)
 
     def _build_image_steps(self, channels: int, prior_width: int, beta: float, weight: float) -> None:
-        """The learned parts of the image steps: gradient priors ``G_t`` and the weights ``b_t, w_t``."""
+        """The learned parts of the image steps: gradient priors ``G_t`` and the weights ``b_t, w_t`` ("start"),
+        or the HQS data weight ``lam_t = exp(a_t) / sigma^2`` and splitting weights ``beta_{t,i}`` ("l0",
+        starting at the classical 0.3 and 1, r, r^2, ..., r^(iters - 1) with r = ``hqs_rate``)."""
         self.priors = nn.ModuleList(GradientPrior(channels, prior_width) for _ in range(self.stages))
+        if self.l0:
+            self.log_lam = nn.Parameter(torch.full((self.stages,), math.log(0.3)))
+            steps = torch.arange(self.hqs_iters, dtype=torch.float32) * math.log(self.hqs_rate)
+            self.log_betas = nn.Parameter(steps.repeat(self.stages, 1))
+            return
         self.log_beta = nn.Parameter(torch.full((self.stages,), math.log(beta)))
         self.log_weight = nn.Parameter(torch.full((self.stages,), math.log(weight)))
 
@@ -234,7 +292,40 @@ class GDUNet(RestorationModel):
         w = self.log_weight[t].exp()
         return step(beta=self.log_beta[t].exp(), u=u, weights=(w, w), targets=(tx, ty))
 
+    def _hqs_step(self, t: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Stage ``t``'s "l0" image step: hyper-Laplacian HQS with kernel ``k`` (B, 1, K, K); the ``w``-step of
+        the last splitting step is the shrinkage followed by the learned gradient prior ``G_t`` (it starts as the
+        identity; once per stage rather than at every step, which keeps the CPU training step short)."""
+        prior, step = self.priors[t], [0]
+
+        def shrink(gh, gv, beta):
+            step[0] += 1
+            wh, wv = shrink_hyper_laplacian(gh, beta, 2 / 3), shrink_hyper_laplacian(gv, beta, 2 / 3)
+            return prior(wh, wv) if step[0] == self.hqs_iters else (wh, wv)
+
+        mix = torch.ones(y.shape[0], 1, *y.shape[-2:], device=y.device, dtype=torch.float32)
+        lam = self.log_lam[t].float().exp() / sigma ** 2
+        return mixture_hqs(y, k, mix, lam=lam, betas=self.log_betas[t].float().exp().unbind(), shrink=shrink,
+                           cg_iters=self.hqs_cg)
+
+    def _forward_l0(self, y: torch.Tensor) -> dict:
+        iters = self.train_init_iters if self.training else self.init_iters
+        with torch.no_grad():  # hard thresholds and loops: a starting point, not a learned part
+            k = estimate_photo_kernel(y.detach().float(), kernel_size=self.kernel_size, iters_per_level=iters[0],
+                                      final_iters=iters[1], refine_iters=iters[2])
+        sigma = estimate_noise_sigma(y.detach().float()).clamp_min(1e-3)
+        outputs, kernels, u, feat = [], [], None, None
+        for t in range(self.stages):
+            if t:
+                k = self._kernel(t - 1, u, y, feat, previous=k)
+            u, feat = self._apply_prox(self.proxes[t], self._hqs_step(t, y, k, sigma))
+            outputs.append((u, 1.0))
+            kernels.append(k)
+        return {"outputs": outputs, "kernels": kernels}
+
     def _forward(self, y: torch.Tensor) -> dict:
+        if self.l0:
+            return self._forward_l0(y)
         K = self.kernel_size
         dom = Domain(y.shape[-2:], (K, K), device=y.device)
         y_ext = dom.extend(y)
@@ -243,7 +334,7 @@ class GDUNet(RestorationModel):
         shared = self._image_step_inputs(y_ext)
         outputs, kernels = [(dom.crop(u), 1.0)], []
         for t in range(self.stages):
-            k = self._kernel(t, u, y, feat, dom)
+            k = self._kernel(t, dom.crop(u), y, feat)
             x = self._image_step(t, u, y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad, shared)
             u, feat = self._apply_prox(self.proxes[t], x)
             outputs.append((dom.crop(u), 1.0))
@@ -256,7 +347,7 @@ register_weights(
     "gdunet-tiny", "motion", blind=True, blur=("motion",),
     data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.03) with kernel targets, "
          "configs/gdunet-tiny-motion.yaml",
-    steps="2400 + 1100 with salient-edge kernel fits (2-core CPU, crops 128, batch 4; a first run, below "
-          "nafnet-tiny: docs/models/gdunet.md)",
+    steps="the blind-start design's 2400 + 1100, whose stage modules then started the L0-initialised design "
+          "for 300 more (2-core CPU, crops 128, batch 4; docs/weights.md)",
     scores="see benchmarks/motion_kodak24.md and benchmarks/levin.md",
 )

@@ -148,20 +148,24 @@ def model_class(name: str) -> type:
     return _REGISTRY[model].builder
 
 
-def load_weights(model: nn.Module, path) -> nn.Module:
+def load_weights(model: nn.Module, path, strict: bool = True) -> list[str]:
     """Load a safetensors state dict (``unblur export`` output) into ``model``; one-line errors for a missing file
-    or weights of another architecture."""
+    or weights of another architecture. ``strict=False`` lets the model have parameters the file lacks (they keep
+    their initial values: warm-starting a grown architecture); extra or mis-shaped tensors are still errors.
+    Returns the names of the parameters the file did not have."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"weights file {path} not found")
+    name = getattr(model, "model_name", type(model).__name__)
     try:
-        model.load_state_dict(load_file(str(path)))
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=strict)
     except RuntimeError as err:
-        raise InputError(f"weights {path} do not fit model {getattr(model, 'model_name', type(model).__name__)!r} "
-                         f"({str(err).splitlines()[0]})") from None
-    return model
+        raise InputError(f"weights {path} do not fit model {name!r} ({str(err).splitlines()[0]})") from None
+    if unexpected:
+        raise InputError(f"weights {path} do not fit model {name!r} (unexpected keys: {', '.join(unexpected[:5])})")
+    return list(missing)
 
 
 def create(name: str, pretrained: bool = False, weights=None, **overrides) -> nn.Module:
@@ -189,4 +193,5 @@ def create(name: str, pretrained: bool = False, weights=None, **overrides) -> nn
         weights = spec.path
     if weights is None:
         return model
-    return load_weights(model, weights).eval()
+    load_weights(model, weights)
+    return model.eval()

@@ -23,12 +23,15 @@ from .kernels import (
     project_kernel,
 )
 from .noise import GaussianNoise, PoissonGaussianNoise, estimate_noise_sigma
-from .color import linear_to_srgb, srgb_to_linear
+from .color import linear_to_srgb, luminance, srgb_to_linear
 from .degradations import clip, jpeg, saturate
 from .operators import Blur
 from .pipeline import DegradationPipeline, crop_valid
 from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients, taper_window
 from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, kernel_step
+from .proximal import shrink_hyper_laplacian, shrink_tv
+from .mixed_blur import mixture_hqs
+from .l0_kernel import default_kernel_size, estimate_kernel_l0, estimate_photo_kernel
 from .polar import amplitude_phase_lmmse, complex_lmmse_beta, radial_frequency
 from .defocus_map import (
     DefocusMapGenerator,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["srgb_to_linear", "linear_to_srgb"]
+__all__ = ["srgb_to_linear", "linear_to_srgb", "luminance"]
 
 _A = 0.055
 _GAMMA = 2.4
@@ -42,3 +42,14 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     """Encode linear intensities as sRGB: ``12.92 x`` below ``0.04045/12.92``, else ``1.055 x ** (1/2.4) - 0.055``."""
     power = (1 + _A) * x.clamp(min=_LIN_T) ** (1 / _GAMMA) - _A
     return torch.where(x <= _LIN_T, x * _SLOPE, power)
+
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """Grey-level guidance image (B, 1, H, W): Rec. 601 luma for RGB, channel mean otherwise."""
+    if image.shape[1] == 3:
+        w = torch.tensor(_LUMA, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+        return (image * w).sum(1, keepdim=True)
+    return image.mean(1, keepdim=True)

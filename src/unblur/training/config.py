@@ -94,6 +94,7 @@ SCHEMA: dict[str, Any] = {
         "name": Key(_MISSING, STR),
         "args": Key({}, (dict,), free=True),
         "init": Key(None, OPT_STR, path=True),  # .safetensors weights to start from (fine-tuning)
+        "init_strict": Key(True, BOOL),  # false: parameters the file lacks keep their initial values
     },
     "train": {
         "data": {

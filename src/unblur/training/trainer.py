@@ -187,7 +187,10 @@ class Trainer:
             if cfg.model.get("init"):  # start from exported weights (a resumed run overrides them)
                 if not Path(cfg.model.init).is_file():
                     raise ConfigError(f"config: model.init {cfg.model.init} is not a file")
-                load_weights(model, cfg.model.init)
+                missing = load_weights(model, cfg.model.init, strict=cfg.model.init_strict)
+                if missing and self.dist.is_main:
+                    print(f"model.init: {len(missing)} tensors not in {cfg.model.init} start fresh: "
+                          f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}", flush=True)
         if not hasattr(model, "forward_train"):
             raise ConfigError(f"config: model '{cfg.model.name}' has no forward_train; it cannot be trained")
         self.model = model.to(dev).train()

@@ -1,0 +1,53 @@
+"""Proximal maps of sparse gradient priors (the ``w``-step of half-quadratic splitting), pixel-wise.
+
+- :func:`shrink_tv`: ``argmin_w |w|_2 + beta/2 |w - v|^2`` for 2-vectors (isotropic total variation);
+- :func:`shrink_hyper_laplacian`: ``argmin_w |w|^alpha + beta/2 (w - v)^2``, 0 < alpha < 1 (Krishnan & Fergus 2009).
+
+Both take float or tensor ``beta`` (a learned weight keeps its gradient).
+
+Example:
+    >>> import torch
+    >>> shrink_hyper_laplacian(torch.tensor([0.01, 1.0]), beta=100.0, alpha=2 / 3)[0].item()  # small: to zero
+    0.0
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["shrink_tv", "shrink_hyper_laplacian"]
+
+
+def shrink_tv(vh: torch.Tensor, vv: torch.Tensor, beta) -> tuple[torch.Tensor, torch.Tensor]:
+    """argmin_w |w|_2 + beta/2 |w - v|^2 for 2-vectors v = (vh, vv), pixel-wise."""
+    norm = torch.sqrt(vh * vh + vv * vv).clamp_min(1e-12)
+    scale = (1 - 1 / (beta * norm)).clamp_min(0)
+    return vh * scale, vv * scale
+
+
+def shrink_hyper_laplacian(v: torch.Tensor, beta, alpha: float, newton_steps: int = 8) -> torch.Tensor:
+    """argmin_w |w|^alpha + beta/2 (w - v)^2, element-wise, 0 < alpha < 1.
+
+    For a = |v| > 0 the non-zero candidate is the largest root of the convex, increasing-past-w_c
+    derivative g(w) = alpha w^(alpha-1) + beta (w - a); Newton from w = a decreases monotonically
+    onto it. It is kept where its energy beats w = 0 (exact for any alpha, no lookup table).
+    """
+    a = v.abs()
+    w_c = (alpha * (1 - alpha) / beta) ** (1 / (2 - alpha))  # minimum of g
+    with torch.no_grad():  # the iterations need no graph: the gradient comes from the fixed point below
+        wc = w_c.detach() if torch.is_tensor(w_c) else w_c
+        bt = beta.detach() if torch.is_tensor(beta) else beta
+        w = torch.maximum(a, wc) if torch.is_tensor(wc) else a.clamp_min(wc)
+        top = w
+        for _ in range(newton_steps):
+            g = alpha * w.pow(alpha - 1) + bt * (w - a)
+            dg = alpha * (alpha - 1) * w.pow(alpha - 2) + bt
+            w = torch.minimum(w - g / dg.clamp_min(1e-12), top)
+            w = torch.maximum(w, wc) if torch.is_tensor(wc) else w.clamp_min(wc)
+    if torch.is_grad_enabled() and (v.requires_grad or (torch.is_tensor(beta) and beta.requires_grad)):
+        # one differentiable Newton step at the root: its derivative is the implicit-function one, dw/da =
+        # beta / g'(w), dw/dbeta = -(w - a) / g'(w), without back-propagating through every iteration
+        g = alpha * w.pow(alpha - 1) + beta * (w - a)
+        dg = alpha * (alpha - 1) * w.pow(alpha - 2) + beta
+        w = w - g / dg.clamp_min(1e-12)
+    keep = w.pow(alpha) + 0.5 * beta * (w - a) ** 2 < 0.5 * beta * a * a
+    return torch.where(keep, w * v.sign(), torch.zeros_like(v))
