@@ -37,8 +37,8 @@ from .mixed_blur import mixture_hqs
 from .noise import estimate_noise_sigma
 from .solvers import FourierDataStep, kernel_step
 
-__all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_latent", "pyramid_kernel_sizes", "informative_region",
-           "region_in_photo", "default_kernel_size"]
+__all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_latent", "pyramid_kernel_sizes",
+           "informative_region", "region_in_photo", "default_kernel_size"]
 
 
 def pyramid_kernel_sizes(kernel_size: int, coarsest: int = 5) -> list[int]:
@@ -85,7 +85,7 @@ def _kernel_update(dom, x, y, size, gamma, edges, iters, opts):
         k0 = torch.full((1, 1, size, size), 1.0 / size ** 2, dtype=x.dtype, device=x.device)
     k = kernel_step(x, y, size, gamma=gamma, domain=dom, method="cg", k0=k0, iters=iters, x_mask=mask)
     k = project_kernel(k, center=True, clean=True, threshold=opts["threshold"],
-                          min_component_mass=opts["min_component_mass"])
+                       min_component_mass=opts["min_component_mass"])
     edges["k"] = k
     return k
 
