@@ -9,10 +9,10 @@ the scene beyond the frame enters the border), Gaussian noise ``--noise`` and 8-
 Scored like Levin's benchmark (``benchmarks/levin.py``: 15 px crop, best sub-pixel shift, PSNR, SSIM,
 error ratio against ``hqs-hl`` with the true kernel, success = ratio <= 2).
 
-    python benchmarks/blind_synthetic.py [--n 16] [--method blind-l0] [--set kernel_size=41 ...]
+    python benchmarks/blind_synthetic.py [--n 16] [--method blind-l0] [--set kernel_size=41 ...] [--compare ...]
 
-``--set name=value`` passes options to the method (``unblur.classical.deblur``), e.g. to compare
-settings. The script only uses stable public API, so running it with ``PYTHONPATH=<older checkout>/src``
+``--set name=value`` passes options to the method (``unblur.classical.deblur``); ``--compare name=value``
+adds a second row on the same images (e.g. ``--compare kernel_sparsity=0``: the previous default). The script only uses stable public API, so running it with ``PYTHONPATH=<older checkout>/src``
 measures an older version of the method on exactly the same images. Prints a markdown table and, with
 ``--out``, writes it with the machine and date.
 """
@@ -80,6 +80,26 @@ def parse_sets(items: list[str]) -> dict:
     return opts
 
 
+def score(method: str, opts: dict, cases) -> str:
+    """One table row: ``method`` with ``opts`` on the (sharp, blurred, kernel) cases."""
+    rows, seconds = [], 0.0
+    for idx, (sharp, y, k) in enumerate(cases):
+        known = deblur(y, k, method="hqs-hl").image
+        t = time.perf_counter()
+        blind = deblur(y, method=method, **opts).image
+        seconds += time.perf_counter() - t
+        pk, sk, ek = evaluate(known, sharp)
+        pb, sb, eb = evaluate(blind, sharp)
+        rows.append((evaluate(y, sharp)[0], pk, pb, sb, float(np.sqrt(eb / ek))))
+        print(f"case {idx}: blurred {rows[-1][0]:.2f}  known {pk:.2f}  blind {pb:.2f}/{sb:.3f}  ratio {rows[-1][4]:.2f}",
+              file=sys.stderr, flush=True)
+    a = np.array(rows)
+    setting = ", ".join(f"{k}={v}" for k, v in opts.items())
+    return (f"| {method} ({setting}) | {a[:, 0].mean():.2f} | {a[:, 1].mean():.2f} | {a[:, 2].mean():.2f} | "
+            f"{a[:, 3].mean():.3f} | {a[:, 4].mean():.3f} | {(a[:, 4] <= 2).mean() * 100:.0f}% / "
+            f"{(a[:, 4] <= 3).mean() * 100:.0f}% | {seconds / len(rows):.2f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "train" / "CBSD432")
@@ -89,44 +109,40 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", default="blind-l0")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="options for the method")
+    ap.add_argument("--compare", nargs="*", default=None, metavar="NAME=VALUE",
+                    help="a second row on the same images with these options (e.g. the previous default)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="write the table (markdown) here")
+    ap.add_argument("--append", action="store_true", help="add the table to --out as a new section")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"no training photos in {args.data}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
-    opts = {"kernel_size": SUPPORT, **parse_sets(args.set)}
-    rows, seconds = [], 0.0
-    for idx, (sharp, y, k) in enumerate(make_cases(args.data, args.n, tuple(args.lengths), args.noise, args.seed)):
-        known = deblur(y, k, method="hqs-hl").image
-        t = time.perf_counter()
-        blind = deblur(y, method=args.method, **opts).image
-        seconds += time.perf_counter() - t
-        pk, sk, ek = evaluate(known, sharp)
-        pb, sb, eb = evaluate(blind, sharp)
-        rows.append((evaluate(y, sharp)[0], pk, pb, sb, float(np.sqrt(eb / ek))))
-        print(f"case {idx}: blurred {rows[-1][0]:.2f}  known {pk:.2f}  blind {pb:.2f}/{sb:.3f}  ratio {rows[-1][4]:.2f}",
-              file=sys.stderr, flush=True)
-    a = np.array(rows)
-    setting = ", ".join(f"{k}={v}" for k, v in opts.items())
-    md = "\n".join([
+    settings = [{"kernel_size": SUPPORT, **parse_sets(args.set)}]
+    if args.compare is not None:
+        settings.append({"kernel_size": SUPPORT, **parse_sets(args.compare)})
+    cases = make_cases(args.data, args.n, tuple(args.lengths), args.noise, args.seed)
+    lines = [
         "| method | blurred PSNR | known-kernel PSNR | PSNR | SSIM | error ratio | success (<=2 / <=3) | s / image |",
         "|---|---|---|---|---|---|---|---|",
-        f"| {args.method} ({setting}) | {a[:, 0].mean():.2f} | {a[:, 1].mean():.2f} | {a[:, 2].mean():.2f} | "
-        f"{a[:, 3].mean():.3f} | {a[:, 4].mean():.3f} | {(a[:, 4] <= 2).mean() * 100:.0f}% / "
-        f"{(a[:, 4] <= 3).mean() * 100:.0f}% | {seconds / len(rows):.2f} |",
-    ])
+    ]
+    for opts in settings:
+        lines.append(score(args.method, opts, cases))
+        print(lines[-1], file=sys.stderr, flush=True)
+    md = "\n".join(lines)
     print(md)
     if args.out is not None:
-        header = (
-            "# Blind deblurring on synthetic camera shake of the training photos\n\n"
-            f"Generated by `benchmarks/blind_synthetic.py` on {_dt.date.today().isoformat()}; machine: {cpu_model()}, "
-            f"{args.threads} torch thread(s), torch {torch.__version__}; {len(rows)} grey {SIZE}x{SIZE} crops of "
-            f"CBSD432, shake length {args.lengths[0]:g}-{args.lengths[1]:g} px (support {SUPPORT}), noise "
-            f"{args.noise:g}, 8-bit, seed {args.seed}.\n\n"
+        section = (
+            f"## {len(cases)} crops, shake length {args.lengths[0]:g}-{args.lengths[1]:g} px, noise {args.noise:g}\n\n"
+            f"Generated by `benchmarks/blind_synthetic.py {' '.join(argv if argv is not None else sys.argv[1:])}` on "
+            f"{_dt.date.today().isoformat()}; machine: {cpu_model()}, {args.threads} torch thread(s), torch "
+            f"{torch.__version__}; {len(cases)} grey {SIZE}x{SIZE} crops of CBSD432, shake length "
+            f"{args.lengths[0]:g}-{args.lengths[1]:g} px (support {SUPPORT}), noise {args.noise:g}, 8-bit, seed {args.seed}.\n\n"
         )
-        args.out.write_text(header + md + "\n")
+        title = "# Blind deblurring on synthetic camera shake of the training photos\n\n"
+        old = args.out.read_text() if args.append and args.out.exists() else title
+        args.out.write_text(old.rstrip("\n") + "\n\n" + section + md + "\n")
     return 0
 
 

@@ -240,7 +240,7 @@ def _kernel_map(x: np.ndarray, size, dom: Domain | None, filters, x_mask=None):
 
 def _dense_kernel(x, y_dom, size, dom, filters, gamma, x_mask=None):
     maps, dmaps = _kernel_map(x, size, dom, filters, x_mask)
-    lhs = sum(Mg.T @ Mg for Mg in maps) + gamma * np.eye(size[0] * size[1])
+    lhs = sum(Mg.T @ Mg for Mg in maps) + np.diag(np.broadcast_to(gamma, size).ravel())
     rhs = sum(Mg.T @ (Md @ y_dom.ravel()) for Mg, Md in zip(maps, dmaps))
     return np.linalg.solve(lhs, rhs).reshape(size)
 
@@ -269,6 +269,18 @@ def test_kernel_step_cg_matches_dense_least_squares(boundary, filters):
     if boundary == "valid":
         ref_nomask = _dense_kernel(_np(x[0, 0]), _np(dom.embed(y[0, 0])), (3, 5), None, filters, 0.05)
         assert np.abs(ref_nomask - k[0, 0].numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("boundary", ["circular", "valid"])
+def test_kernel_step_cg_takes_a_weight_per_tap(boundary):
+    # gamma of shape (kh, kw): a diagonal (reweighted) penalty, as blind-l0's kernel sparsity uses it
+    dom, x, y = _kernel_problem(boundary, seed=3)
+    gamma = 0.01 + torch.rand(1, 1, 3, 5, generator=_gen(4), dtype=F64)
+    k = kernel_step(x[:1], y[:1], (3, 5), gamma=gamma, domain=dom, method="cg", iters=200)
+    ref = _dense_kernel(_np(x[0, 0]), _np(dom.embed(y[0, 0])), (3, 5), dom, "grad", gamma[0, 0].numpy())
+    np.testing.assert_allclose(k[0, 0].numpy(), ref, rtol=0, atol=1e-9)
+    flat = _dense_kernel(_np(x[0, 0]), _np(dom.embed(y[0, 0])), (3, 5), dom, "grad", float(gamma.mean()))
+    assert np.abs(flat - ref).max() > 1e-3  # the per-tap weights matter (negative control)
 
 
 @pytest.mark.parametrize("filters", ["grad", None])

@@ -24,9 +24,10 @@ from ..physics.fft import rfft2
 __all__ = ["AUTO_WEIGHTS", "BlurKindClassifier", "blur_features", "choose_kind"]
 
 # The weight set ``--model auto`` picks for each kind: the best measured blind network of that kind
-# (benchmarks/motion_kodak24.md, benchmarks/defocus.md: deeprftv2-tiny.defocus ahead of fdikp-tiny.defocus on
-# uniform disks, NYU and the other lens, behind on depth-varying blur, ahead on the mean of the six sets).
-AUTO_WEIGHTS = {"motion": "deeprftv2-tiny.motion", "defocus": "deeprftv2-tiny.defocus"}
+# (benchmarks/motion_kodak24.md; benchmarks/defocus.md: fdikp-tiny.defocus ahead of deeprftv2-tiny.defocus on
+# uniform and depth-varying disks of Kodak24 and McMaster and on the mean of the six sets, behind on NYU and the
+# other generator's lens PSF).
+AUTO_WEIGHTS = {"motion": "deeprftv2-tiny.motion", "defocus": "fdikp-tiny.defocus"}
 WINDOW, BANDS, ANGLES = 64, 6, 8
 CLASSIFIER_FILE = "auto-blur-kind.safetensors"
 

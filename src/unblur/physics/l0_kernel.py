@@ -76,13 +76,17 @@ def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max, mu_rate=3.0
     return x
 
 
-def _kernel_update(dom, x, y, size, gamma, edges, iters, opts):
+def _kernel_update(dom, x, y, size, gamma, edges, iters, opts, k_ref=None):
     gh, gv = gradients(x)
     mask, edges["threshold"] = salient_edges(gh, gv, edges["count"], edges["threshold"])
     edges["threshold"] /= 1.1
     k0 = edges.get("k")  # warm start from the previous alternation of this level
     if k0 is None:
         k0 = torch.full((1, 1, size, size), 1.0 / size ** 2, dtype=x.dtype, device=x.device)
+    if opts["kernel_sparsity"] > 0 and k_ref is not None:
+        # reweighted L1 on the taps (IRLS around the current kernel): spare taps pay more than the path's
+        floor = 0.05 * k_ref.abs().amax()
+        gamma = gamma + opts["kernel_sparsity"] / k_ref.abs().clamp_min(floor)
     k = kernel_step(x, y, size, gamma=gamma, domain=dom, method="cg", k0=k0, iters=iters, x_mask=mask)
     k = project_kernel(k, center=True, clean=True, threshold=opts["threshold"],
                        min_component_mass=opts["min_component_mass"])
@@ -107,12 +111,16 @@ def estimate_kernel_l0(
     threshold: float = 0.05,
     min_component_mass: float = 0.1,
     kernel_cg_iters: int = 10,
+    kernel_sparsity: float = 0.0,
     refine_latent=None,
 ) -> torch.Tensor:
     """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from grey images (B, 1, H, W).
 
     ``refine_latent(y, k)``: the natural image of the ``refine_iters`` final refits (default
     :func:`natural_latent`; ``blind-l0`` passes its CG-exact hyper-Laplacian HQS).
+    ``kernel_sparsity``: weight of a reweighted L1 penalty on the taps (per-tap Tikhonov weights
+    ``kernel_sparsity / max(|k'|, 0.05 max|k'|)`` around the current kernel ``k'``); 0 here (GDUNet's
+    initialisation was trained without it), 0.05 in ``blind-l0``.
 
     Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
     (which can change FFT rounding in the last bit) would make a batch differ from single calls.
@@ -125,9 +133,9 @@ def estimate_kernel_l0(
 
 def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay, lambda_min, gamma,
                   iters_per_level, final_iters, refine_iters, edge_ratio, mu_max, threshold,
-                  min_component_mass, kernel_cg_iters, refine_latent):
+                  min_component_mass, kernel_cg_iters, kernel_sparsity, refine_latent):
     H, W = guide.shape[-2:]
-    opts = {"threshold": threshold, "min_component_mass": min_component_mass}
+    opts = {"threshold": threshold, "min_component_mass": min_component_mass, "kernel_sparsity": kernel_sparsity}
     k, lg, lp = None, lambda_grad, lambda_pixel
     for size in pyramid_kernel_sizes(kernel_size):
         r = size / kernel_size
@@ -143,14 +151,14 @@ def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay
         edges = {"count": int(edge_ratio * size), "threshold": None}
         for _ in range(final_iters if size == kernel_size else iters_per_level):
             x = l0_latent(y_ext, dom.otf(k), d_otfs, lg, lp, mu_max)
-            k = _kernel_update(dom, x, y, size, gamma, edges, kernel_cg_iters, opts)
+            k = _kernel_update(dom, x, y, size, gamma, edges, kernel_cg_iters, opts, k)
             lg = max(lg / lambda_decay, lambda_min)
             lp = lambda_pixel * lg / lambda_grad  # the two weights keep their ratio
     edges = {"count": int(edge_ratio * kernel_size), "threshold": None}
     for _ in range(refine_iters):
         x = dom.extend((refine_latent or natural_latent)(y, k))  # a quick natural image suffices
         edges["threshold"] = None
-        k = _kernel_update(dom, x, y, kernel_size, gamma, edges, kernel_cg_iters, opts)
+        k = _kernel_update(dom, x, y, kernel_size, gamma, edges, kernel_cg_iters, opts, k)
     return k
 
 
