@@ -81,13 +81,42 @@ def test_the_first_stage_kernel_is_the_l0_estimate_and_later_stages_fuse_the_pre
         for fusion in net.fusions:
             fusion.conv.weight.copy_(torch.tensor([0.0, 0.0, 0.0, 1.0]).view(1, 4, 1, 1))
         out = net.forward_train(y)
-    first = estimate_photo_kernel(y, kernel_size=K, iters_per_level=5, final_iters=6, refine_iters=2)
+    first = estimate_photo_kernel(y, kernel_size=K, iters_per_level=5, final_iters=6, refine_iters=2,
+                                  kernel_sparsity=net.init_sparsity)
     torch.testing.assert_close(out["kernels"][0], first)
     for k in out["kernels"][1:]:
         torch.testing.assert_close(k, first, atol=1e-5, rtol=0)
     delta = torch.zeros(K, K)
     delta[K // 2, K // 2] = 1
     assert kernel_psnr(first, k_true, max_shift=2) > kernel_psnr(delta, k_true, max_shift=2) + 8
+
+
+def test_untrained_gates_make_every_stage_the_classical_hqs_step():
+    """With its gates at 0 (their initial value) a stage of the L0 design returns exactly the hyper-Laplacian HQS
+    of physics.mixture_hqs with that stage's kernel and the classical weights; opening a gate changes it."""
+    import math
+
+    from unblur.physics import estimate_noise_sigma, mixture_hqs
+
+    net = _net()
+    y = conv2d(_photo(80 + 30), pad_kernel(motion_kernel(9, generator=torch.Generator().manual_seed(2)), 31), "valid")
+    with torch.no_grad():
+        net.log_lam.fill_(math.log(0.3))
+        out = net.forward_train(y)
+        sigma = estimate_noise_sigma(y).clamp_min(1e-3)
+        mix = torch.ones(1, 1, *y.shape[-2:])
+        classical = torch.tensor([2.0 ** i for i in range(net.hqs_iters)])
+        for t, ((u, _), k) in enumerate(zip(out["outputs"], out["kernels"])):
+            # the initial weights are the classical schedule (beta = 1, 2, 4, ...; lam = 0.3 / sigma^2), passed
+            # as the model holds them: the shrinkage's jump makes the result sensitive to their last bit
+            betas, lam = net.log_betas[t].exp(), net.log_lam[t].exp()
+            torch.testing.assert_close(betas, classical, rtol=1e-5, atol=0)
+            ref = mixture_hqs(y, k.reshape(1, 31, 31), mix, lam=lam / sigma ** 2, betas=betas.unbind(), alpha=2 / 3,
+                              cg_iters=net.hqs_cg)
+            torch.testing.assert_close(u, ref, atol=1e-5, rtol=0)
+        net.prox_gates.fill_(0.05)
+        opened = net.forward_train(y)["outputs"][0][0]
+    assert (opened - out["outputs"][0][0]).abs().max() > 1e-3
 
 
 def test_kernel_init_and_start_from_are_checked():

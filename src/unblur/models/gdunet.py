@@ -9,10 +9,13 @@ choices where the paper is silent: ``docs/models/gdunet.md``)::
     for t = 1 .. T:
         k_t  = k_0 for t = 1, else the kernel update below on u_{t-1}, fused with k_{t-1} too
         x^   = HQS_t(y, k_t): 13 hyper-Laplacian splitting steps (2 CG steps each on the valid observation
-               model), learned lam_t and beta_{t,i}; the last w-step
-               passes the shrunk gradients through the learned gradient prior G_t      physics.mixture_hqs
-        u_t  = x^ + P_t(x^)                                  image proximal module (NAFNet)
+               model), learned lam_t and beta_{t,i}; the last w-step moves the shrunk gradients w
+               to w + c_t (G_t(w) - w), G_t the learned gradient prior                physics.mixture_hqs
+        u_t  = x^ + a_t P_t(x^)                              image proximal module (NAFNet)
     return u_T and the stage kernels k_1 .. k_T (k_T is the kernel that made the returned image)
+
+``a_t`` and ``c_t`` are learned gates that start at 0: an untrained stage is the classical HQS step with its
+kernel, and training lets the learned modules in only as far as they help.
 
 The earlier blind-start design (``kernel_init="start"``, still UPADNet's skeleton; ``ext``: the smooth periodic
 extension of :class:`~unblur.physics.Domain`)::
@@ -64,6 +67,9 @@ from .registry import register_model, register_weights
 __all__ = ["GDUNet"]
 
 KERNEL_INITS = ("start", "l0")
+# Adam moves a parameter by about the learning rate per step: the gates are stored divided by this, so that they
+# can travel from 0 to 1 within a few hundred steps of a fine-tune.
+GATE_SCALE = 10.0
 
 
 def _near_zero(conv: nn.Conv2d) -> None:
@@ -195,6 +201,7 @@ class GDUNet(RestorationModel):
             ``beta_i = hqs_rate^i`` (learned after).
         init_iters, train_init_iters: the L0 estimate's (iterations per level, at the finest level, refits) at
             inference and during training (cheaper: it runs on every training crop).
+        init_sparsity: the L0 estimate's ``kernel_sparsity`` (reweighted L1 on the taps, as ``blind-l0``).
     """
 
     physical_kernels = True
@@ -207,7 +214,7 @@ class GDUNet(RestorationModel):
                  weight: float = 0.02, gamma: float = 0.01, in_channels: int = 3, start_from: str | None = None,
                  edge_ratio: float = 0.0, kernel_init: str = "start", hqs_iters: int = 13, hqs_cg: int = 2,
                  hqs_rate: float = 2.0,
-                 init_iters=(5, 6, 2), train_init_iters=(2, 3, 0)):
+                 init_iters=(5, 6, 2), train_init_iters=(2, 3, 0), init_sparsity: float = 0.05):
         super().__init__()
         if int(kernel_size) < 3 or int(kernel_size) % 2 == 0:
             raise ValueError(f"GDUNet: kernel_size must be odd and >= 3, got {kernel_size}")
@@ -220,6 +227,7 @@ class GDUNet(RestorationModel):
                                      "thresholds) has no ONNX graph; use the PyTorch backend")
         self.hqs_iters, self.hqs_cg, self.hqs_rate = int(hqs_iters), int(hqs_cg), float(hqs_rate)
         self.init_iters, self.train_init_iters = tuple(init_iters), tuple(train_init_iters)
+        self.init_sparsity = float(init_sparsity)
         if self.l0 and start_from:
             raise ValueError("GDUNet: start_from sets the blind start P_0, which kernel_init='l0' does not have")
         if not self.l0:
@@ -243,10 +251,11 @@ class GDUNet(RestorationModel):
         self.log_gamma = nn.Parameter(torch.full((updates,), math.log(gamma)))
 
     @staticmethod
-    def _apply_prox(net: NAFNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _apply_prox(net: NAFNet, x: torch.Tensor, gate=None) -> tuple[torch.Tensor, torch.Tensor]:
         xp, (h, w) = pad_to_multiple(x, 2 ** len(net.encoders))
         correction, feat = net.residual(xp)
-        return x + correction[..., :h, :w], feat
+        correction = correction[..., :h, :w]
+        return x + (correction if gate is None else gate * correction), feat
 
     def _kernel(self, t: int, u: torch.Tensor, y: torch.Tensor, feat: torch.Tensor, previous=None) -> torch.Tensor:
         """Kernel update ``t`` from the image ``u`` on the observed window (B, C, H, W)."""
@@ -276,6 +285,9 @@ class GDUNet(RestorationModel):
             self.log_lam = nn.Parameter(torch.full((self.stages,), math.log(0.3)))
             steps = torch.arange(self.hqs_iters, dtype=torch.float32) * math.log(self.hqs_rate)
             self.log_betas = nn.Parameter(steps.repeat(self.stages, 1))
+            # gates of the learned prior and of the proximal nets: 0 = the classical step
+            self.prior_gates = nn.Parameter(torch.zeros(self.stages))
+            self.prox_gates = nn.Parameter(torch.zeros(self.stages))
             return
         self.log_beta = nn.Parameter(torch.full((self.stages,), math.log(beta)))
         self.log_weight = nn.Parameter(torch.full((self.stages,), math.log(weight)))
@@ -294,14 +306,17 @@ class GDUNet(RestorationModel):
 
     def _hqs_step(self, t: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Stage ``t``'s "l0" image step: hyper-Laplacian HQS with kernel ``k`` (B, 1, K, K); the ``w``-step of
-        the last splitting step is the shrinkage followed by the learned gradient prior ``G_t`` (it starts as the
-        identity; once per stage rather than at every step, which keeps the CPU training step short)."""
-        prior, step = self.priors[t], [0]
+        the last splitting step moves the shrunk gradients towards the learned gradient prior ``G_t`` by its gate
+        (once per stage rather than at every step, which keeps the CPU training step short)."""
+        prior, gate, step = self.priors[t], self.prior_gates[t] * GATE_SCALE, [0]
 
         def shrink(gh, gv, beta):
             step[0] += 1
             wh, wv = shrink_hyper_laplacian(gh, beta, 2 / 3), shrink_hyper_laplacian(gv, beta, 2 / 3)
-            return prior(wh, wv) if step[0] == self.hqs_iters else (wh, wv)
+            if step[0] != self.hqs_iters:
+                return wh, wv
+            ph, pv = prior(wh, wv)
+            return wh + gate * (ph - wh), wv + gate * (pv - wv)
 
         mix = torch.ones(y.shape[0], 1, *y.shape[-2:], device=y.device, dtype=torch.float32)
         lam = self.log_lam[t].float().exp() / sigma ** 2
@@ -312,13 +327,15 @@ class GDUNet(RestorationModel):
         iters = self.train_init_iters if self.training else self.init_iters
         with torch.no_grad():  # hard thresholds and loops: a starting point, not a learned part
             k = estimate_photo_kernel(y.detach().float(), kernel_size=self.kernel_size, iters_per_level=iters[0],
-                                      final_iters=iters[1], refine_iters=iters[2])
+                                      final_iters=iters[1], refine_iters=iters[2],
+                                      kernel_sparsity=self.init_sparsity)
         sigma = estimate_noise_sigma(y.detach().float()).clamp_min(1e-3)
         outputs, kernels, u, feat = [], [], None, None
         for t in range(self.stages):
             if t:
                 k = self._kernel(t - 1, u, y, feat, previous=k)
-            u, feat = self._apply_prox(self.proxes[t], self._hqs_step(t, y, k, sigma))
+            u, feat = self._apply_prox(self.proxes[t], self._hqs_step(t, y, k, sigma),
+                                       self.prox_gates[t] * GATE_SCALE)
             outputs.append((u, 1.0))
             kernels.append(k)
         return {"outputs": outputs, "kernels": kernels}
@@ -348,6 +365,6 @@ register_weights(
     data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.03) with kernel targets, "
          "configs/gdunet-tiny-motion.yaml",
     steps="the blind-start design's 2400 + 1100, whose stage modules then started the L0-initialised design "
-          "for 300 more (2-core CPU, crops 128, batch 4; docs/weights.md)",
+          "for 500 more (2-core CPU, crops 128, batch 4; docs/weights.md); image-module gates at 0 (untrained)",
     scores="see benchmarks/motion_kodak24.md and benchmarks/levin.md",
 )
