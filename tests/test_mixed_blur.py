@@ -154,3 +154,15 @@ def test_with_cg_steps_one_kernel_is_the_classical_valid_domain_hqs():
     closed = mixture_hqs(y, k[None], torch.ones(1, 1, *y.shape[-2:]), lam=0.3 / sigma ** 2,
                          betas=[2.0 ** t for t in range(13)])
     assert float((closed - theirs).abs().max()) > 1e-2  # the periodic extension is a different border model
+
+
+def test_the_l0_refit_image_is_classical_hqs():
+    """physics.natural_latent (the image of the L0 estimate's refits, for blind-l0 and GDUNet) is classical hqs with
+    beta from 1 by 4 and 4 CG steps: blind-l0's refits kept their image when its own copy was removed."""
+    from unblur.classical.hqs import hqs
+    from unblur.physics.l0_kernel import natural_latent
+
+    y = _blurred(_photo(72), 3.0, size=9)  # noise 0.01: the estimated sigma sets lam in both
+    k = defocus_kernel(3.0, 9)
+    torch.testing.assert_close(natural_latent(y, k[None, None]), hqs(y, k, prior="hl", beta_rate=4.0, cg_iters=4),
+                               atol=2e-4, rtol=0)

@@ -28,8 +28,9 @@ The kernel is estimated on the luminance, coarse to fine over a pyramid whose ke
    normalised, re-centred on its centroid;
 5. both lambdas divided by ``lambda_decay`` (floor ``lambda_min``), across levels.
 
-Then ``refine_iters`` alternations at the finest level take the latent image from a quick
-natural-image (hyper-Laplacian) deconvolution instead of the L0 one: its gradients are not
+Then ``refine_iters`` alternations at the finest level take the latent image from a short
+natural-image (hyper-Laplacian, CG on the ``valid`` model) deconvolution, :func:`~unblur.physics.l0_kernel.natural_latent`,
+instead of the L0 one: its gradients are not
 cartoon-like, so the kernel loses the blur that the L0 image's too-sharp edges put into it.
 
 Large photos: the kernel is estimated at full resolution on the ``region x region`` window with the
@@ -54,12 +55,6 @@ from ..physics.l0_kernel import (  # noqa: F401  (the kernel estimation lives in
     default_kernel_size, estimate_kernel_l0, estimate_photo_kernel, informative_region, l0_latent,
     pyramid_kernel_sizes, region_in_photo)
 from .hqs import hqs
-
-
-def _refine_latent(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The natural image of the final kernel refits: hyper-Laplacian HQS, CG-exact on the ``valid`` domain."""
-    return hqs(y, k, prior="hl", beta_rate=4.0, cg_iters=4)
-
 
 
 def blind_l0(
@@ -112,7 +107,7 @@ def blind_l0(
                gamma=gamma, iters_per_level=iters_per_level, final_iters=final_iters, refine_iters=refine_iters,
                edge_ratio=edge_ratio, threshold=threshold, min_component_mass=min_component_mass,
                kernel_sparsity=kernel_sparsity)
-    k = estimate_photo_kernel(blurred, region=region, work_size=work_size, refine_latent=_refine_latent, **est)
+    k = estimate_photo_kernel(blurred, region=region, work_size=work_size, **est)
     # the estimate's empty border only widens the unknown band of the deconvolution: trim it, photo by photo
     # (a batch's common support would make one photo's result depend on the others' kernels)
     x = torch.cat([deconvolve_tiled(blurred[i:i + 1], trim_kernel(k[i:i + 1]), tile, lam_scale=final_lam_scale,

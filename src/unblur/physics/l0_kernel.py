@@ -112,15 +112,13 @@ def estimate_kernel_l0(
     min_component_mass: float = 0.1,
     kernel_cg_iters: int = 10,
     kernel_sparsity: float = 0.0,
-    refine_latent=None,
 ) -> torch.Tensor:
     """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from grey images (B, 1, H, W).
 
-    ``refine_latent(y, k)``: the natural image of the ``refine_iters`` final refits (default
-    :func:`natural_latent`; ``blind-l0`` passes its CG-exact hyper-Laplacian HQS).
+    The ``refine_iters`` final refits take their natural image from :func:`natural_latent`.
     ``kernel_sparsity``: weight of a reweighted L1 penalty on the taps (per-tap Tikhonov weights
-    ``kernel_sparsity / max(|k'|, 0.05 max|k'|)`` around the current kernel ``k'``); 0 here (GDUNet's
-    initialisation was trained without it), 0.05 in ``blind-l0``.
+    ``kernel_sparsity / max(|k'|, 0.05 max|k'|)`` around the current kernel ``k'``); 0 here, 0.05 in
+    ``blind-l0`` and GDUNet's start.
 
     Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
     (which can change FFT rounding in the last bit) would make a batch differ from single calls.
@@ -133,7 +131,7 @@ def estimate_kernel_l0(
 
 def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay, lambda_min, gamma,
                   iters_per_level, final_iters, refine_iters, edge_ratio, mu_max, threshold,
-                  min_component_mass, kernel_cg_iters, kernel_sparsity, refine_latent):
+                  min_component_mass, kernel_cg_iters, kernel_sparsity):
     H, W = guide.shape[-2:]
     opts = {"threshold": threshold, "min_component_mass": min_component_mass, "kernel_sparsity": kernel_sparsity}
     k, lg, lp = None, lambda_grad, lambda_pixel
@@ -156,18 +154,20 @@ def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay
             lp = lambda_pixel * lg / lambda_grad  # the two weights keep their ratio
     edges = {"count": int(edge_ratio * kernel_size), "threshold": None}
     for _ in range(refine_iters):
-        x = dom.extend((refine_latent or natural_latent)(y, k))  # a quick natural image suffices
+        x = dom.extend(natural_latent(y, k))
         edges["threshold"] = None
         k = _kernel_update(dom, x, y, kernel_size, gamma, edges, kernel_cg_iters, opts, k)
     return k
 
 
 def natural_latent(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """A quick natural image for the kernel refits: hyper-Laplacian HQS (:func:`~unblur.physics.mixture_hqs`
-    with one kernel, ``beta`` 1 to 4096 by 4, ``lam = 0.3 / sigma^2``) on the photo's periodic extension."""
+    """The natural image of the kernel refits: hyper-Laplacian HQS (:func:`~unblur.physics.mixture_hqs` with one
+    kernel, ``beta`` 1 to 4096 by 4, ``lam = 0.3 / sigma^2``), each x-step 4 CG steps on the ``valid``
+    observation model (classical ``hqs``'s boundary handling: no seam of a periodic extension enters the refit)."""
     sigma = estimate_noise_sigma(y).clamp_min(1e-3)
     mix = torch.ones(y.shape[0], 1, *y.shape[-2:], dtype=y.dtype, device=y.device)
-    return mixture_hqs(y, k.reshape(1, *k.shape[-2:]), mix, lam=0.3 / sigma ** 2, betas=[4.0 ** t for t in range(7)])
+    return mixture_hqs(y, k.reshape(1, *k.shape[-2:]), mix, lam=0.3 / sigma ** 2, betas=[4.0 ** t for t in range(7)],
+                       cg_iters=4)
 
 
 def informative_region(guide: torch.Tensor, size: int) -> tuple[int, int]:
