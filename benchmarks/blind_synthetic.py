@@ -12,9 +12,10 @@ error ratio against ``hqs-hl`` with the true kernel, success = ratio <= 2).
     python benchmarks/blind_synthetic.py [--n 16] [--method blind-l0] [--set kernel_size=41 ...] [--compare ...]
 
 ``--set name=value`` passes options to the method (``unblur.classical.deblur``); ``--compare name=value``
-adds a second row on the same images (e.g. ``--compare kernel_sparsity=0``: the previous default). The script only uses stable public API, so running it with ``PYTHONPATH=<older checkout>/src``
-measures an older version of the method on exactly the same images. Prints a markdown table and, with
-``--out``, writes it with the machine and date.
+adds a second row on the same images (e.g. ``--compare kernel_sparsity=0``: the previous default). The script
+only uses stable public API, so running it with ``PYTHONPATH=<older checkout>/src`` measures an older version
+of the method on exactly the same images. Prints a markdown table and, with ``--out``, writes it with the machine
+and date (``--append``: as a new section of that file).
 """
 from __future__ import annotations
 

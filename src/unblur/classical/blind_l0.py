@@ -18,7 +18,7 @@ The kernel is estimated on the luminance, coarse to fine over a pyramid whose ke
    the threshold is chosen at the first alternation of each level so that each of four orientation
    bins keeps at least ``edge_ratio x kernel size`` pixels, then divided by 1.1 at every alternation;
 3. **kernel** (:func:`~unblur.physics.kernel_step`): gradient-domain least squares with Tikhonov
-   ``gamma`` plus a reweighted L1 penalty ``kernel_sparsity * sum_i |k_i| / max(|k'_i|, 0.05 max|k'|)``
+   ``gamma`` plus a reweighted L1 penalty ``kernel_sparsity * sum_i |k_i| / max(|k'_i|, threshold * max|k'|)``
    around the current kernel ``k'`` (one IRLS step per alternation: the taps off the shake's path pay
    up to 20 times more than those on it, so a box much larger than the shake gathers fewer spurious
    tails), masked to the observed window (no boundary artefact enters), ``kernel_cg_iters`` CG

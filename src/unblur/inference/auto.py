@@ -26,7 +26,8 @@ __all__ = ["AUTO_WEIGHTS", "BlurKindClassifier", "blur_features", "choose_kind"]
 # The weight set ``--model auto`` picks for each kind: the best measured blind network of that kind
 # (benchmarks/motion_kodak24.md; benchmarks/defocus.md: fdikp-tiny.defocus ahead of deeprftv2-tiny.defocus on
 # uniform and depth-varying disks of Kodak24 and McMaster and on the mean of the six sets, behind on NYU and the
-# other generator's lens PSF).
+# other generator's lens PSF; benchmarks/auto_choice.md: on its 320 px crops behind on uniform disks, ahead on
+# depth-varying blur).
 AUTO_WEIGHTS = {"motion": "deeprftv2-tiny.motion", "defocus": "fdikp-tiny.defocus"}
 WINDOW, BANDS, ANGLES = 64, 6, 8
 CLASSIFIER_FILE = "auto-blur-kind.safetensors"

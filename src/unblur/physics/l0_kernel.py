@@ -76,16 +76,17 @@ def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max, mu_rate=3.0
     return x
 
 
-def _kernel_update(dom, x, y, size, gamma, edges, iters, opts, k_ref=None):
+def _kernel_update(dom, x, y, size, gamma, edges, iters, opts, k_ref):
     gh, gv = gradients(x)
     mask, edges["threshold"] = salient_edges(gh, gv, edges["count"], edges["threshold"])
     edges["threshold"] /= 1.1
     k0 = edges.get("k")  # warm start from the previous alternation of this level
     if k0 is None:
         k0 = torch.full((1, 1, size, size), 1.0 / size ** 2, dtype=x.dtype, device=x.device)
-    if opts["kernel_sparsity"] > 0 and k_ref is not None:
-        # reweighted L1 on the taps (IRLS around the current kernel): spare taps pay more than the path's
-        floor = 0.05 * k_ref.abs().amax()
+    if opts["kernel_sparsity"] > 0:
+        # reweighted L1 on the taps (IRLS around the current kernel k_ref): spare taps pay more than the path's;
+        # below the clean-up threshold a tap is zeroed anyway, so its weight stops growing there
+        floor = opts["threshold"] * k_ref.abs().amax()
         gamma = gamma + opts["kernel_sparsity"] / k_ref.abs().clamp_min(floor)
     k = kernel_step(x, y, size, gamma=gamma, domain=dom, method="cg", k0=k0, iters=iters, x_mask=mask)
     k = project_kernel(k, center=True, clean=True, threshold=opts["threshold"],
@@ -111,14 +112,13 @@ def estimate_kernel_l0(
     threshold: float = 0.05,
     min_component_mass: float = 0.1,
     kernel_cg_iters: int = 10,
-    kernel_sparsity: float = 0.0,
+    kernel_sparsity: float = 0.05,
 ) -> torch.Tensor:
     """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from grey images (B, 1, H, W).
 
     The ``refine_iters`` final refits take their natural image from :func:`natural_latent`.
     ``kernel_sparsity``: weight of a reweighted L1 penalty on the taps (per-tap Tikhonov weights
-    ``kernel_sparsity / max(|k'|, 0.05 max|k'|)`` around the current kernel ``k'``); 0 here, 0.05 in
-    ``blind-l0`` and GDUNet's start.
+    ``kernel_sparsity / max(|k'|, threshold * max|k'|)`` around the current kernel ``k'``; 0 turns it off).
 
     Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
     (which can change FFT rounding in the last bit) would make a batch differ from single calls.
