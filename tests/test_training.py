@@ -97,6 +97,10 @@ def test_config_file_overrides_and_paths(tmp_path, monkeypatch):
     ("train.data.max_images=0", "key 'train.data.max_images' must be >= 1 or null"),
     ("train.data.aberration=1.5", "key 'train.data.aberration' must be in [0, 1], got 1.5"),
     ("lr=0.1", "unknown key 'lr'; did you mean 'optim.lr'?"),
+    ("train.data.mix=[1,1]", "key 'train.data.mix' must be three weights >= 0 (frames, shake, uniform)"),
+    ("train.data.mix=[0,0,0]", "key 'train.data.mix' must not be all 0"),
+    ("train.data.shake_extent=[40,4]", "key 'train.data.shake_extent' must satisfy 0 <= low <= high <= 200"),
+    ("train.data.kind=video", "key 'train.data.kind' must be one of synthetic, realmix,"),
 ])
 def test_config_errors_are_one_line(tmp_path, override, message):
     p = tmp_path / "c.yaml"
@@ -121,7 +125,7 @@ def test_config_unknown_key_in_file_and_missing_required(tmp_path):
 def test_shipped_configs_load():
     for p in sorted((REPO / "configs").glob("*.yaml")):
         cfg = load_config(p, base_dir=REPO)
-        assert all(0 < b < 1 for b in cfg.optim.betas) and cfg.train.data.kind == "synthetic"
+        assert all(0 < b < 1 for b in cfg.optim.betas) and cfg.train.data.kind in ("synthetic", "realmix")
         create(cfg.model.name, **dict(cfg.model.args))  # the model and its arguments exist
 
 
@@ -346,6 +350,30 @@ def test_tiny_training_run_loss_decreases(tmp_path):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     assert (Path(cfg.run.dir) / "last.pt").is_file() and (Path(cfg.run.dir) / "metrics.jsonl").is_file()
     assert math.isfinite(out["psnr"]) and 0 < out["ssim"] <= 1
+
+
+@pytest.mark.parametrize("option", ["train.channels_last=true", "train.compile=default"])
+def test_channels_last_and_compile_train_the_same_model(tmp_path, option):
+    """The GPU speed options change how a step runs, not what it computes: same losses, same weights."""
+    from unblur.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    extra = ["train.steps=3", "val.every=0", "train.data.holdout=0", "train.data.length=4"]
+    runs = []
+    for name, opts in (("plain", []), ("fast", [option])):
+        tr = Trainer(_tiny_cfg(tmp_path, name, extra=extra + opts), model=TinyNet)
+        try:
+            tr.fit()
+        except Exception as err:  # inductor needs a C compiler; without one there is nothing to compare
+            if "compile" in option:
+                pytest.skip(f"torch.compile unavailable here: {str(err).splitlines()[0][:80]}")
+            raise
+        runs.append(tr)
+    (_, a), (_, b) = runs[0].history[-1], runs[1].history[-1]
+    assert abs(a - b) < 1e-4 * max(1.0, abs(a))
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+    assert runs[1].model.head.weight.is_contiguous(memory_format=torch.channels_last) == ("channels" in option)
 
 
 @pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])

@@ -102,3 +102,15 @@ def split_key(key) -> tuple[int | None, int]:
     if isinstance(key, (tuple, list)):
         return int(key[0]), int(key[1])
     return None, int(key)
+
+
+def item_generator(key, length: int, seed: int, epoch: int, stream: int, fixed: bool = False):
+    """``(index, generator)`` of dataset item ``key`` (an index or ``(epoch, index)``): the generator is seeded by
+    ``(seed, stream, epoch, index)``, or by ``(seed, stream, index)`` when ``fixed`` (a validation set: the same
+    item in every epoch). An index outside ``[0, length)`` is an IndexError."""
+    key_epoch, index = split_key(key)
+    if not 0 <= index < length:
+        raise IndexError(f"index {index} out of range for a dataset of {length} items")
+    if fixed:
+        return index, make_generator(seed, stream, index)
+    return index, make_generator(seed, stream, epoch if key_epoch is None else key_epoch, index)

@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import InputError
-from .folders import (augment, ensure_min_size, from_uint8, list_images, load_rgb, make_generator, random_crop,
-                      split_key, to_uint8)
+from .folders import (augment, ensure_min_size, from_uint8, item_generator, list_images, load_rgb, random_crop,
+                      to_uint8)
 
 _TRAIN_STREAM, _VAL_STREAM, _HOLDOUT_SEED = 0x7A11, 0x5EED, 0x401D
 
@@ -173,13 +173,8 @@ class SyntheticBlurDataset(torch.utils.data.Dataset):
         return self._pipe
 
     def __getitem__(self, key) -> dict:
-        epoch, index = split_key(key)
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for a dataset of {self.length} items")
-        if self.split == "val":
-            g = make_generator(self.seed, _VAL_STREAM, index)
-        else:
-            g = make_generator(self.seed, _TRAIN_STREAM, self.epoch if epoch is None else epoch, index)
+        val = self.split == "val"
+        index, g = item_generator(key, self.length, self.seed, self.epoch, _VAL_STREAM if val else _TRAIN_STREAM, val)
         img_idx = index % len(self.files)
         (patch,) = random_crop(g, self.patch_size, self._image(img_idx))
         patch = from_uint8(patch)

@@ -86,8 +86,20 @@ def _scale_weights(v):
 INT, FLOAT, STR, BOOL, LIST = (int,), (float, int), (str,), (bool,), (list,)
 OPT_STR, OPT_INT = (str, type(None)), (int, type(None))
 
-DATA_KINDS = ("synthetic", "gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "realdof", "folders")
+DATA_KINDS = ("synthetic", "realmix", "gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "realdof", "folders")
 BLUR_KINDS = ("motion", "defocus", "gaussian", "mixed", "defocus-map")
+
+def _mix_weights(v):
+    if len(v) != 3 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in v):
+        return "must be three weights >= 0 (frames, shake, uniform)"
+    return None if sum(v) > 0 else "must not be all 0"
+
+
+def _extent(v):
+    if len(v) != 2 or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in v):
+        return "must be a [low, high] pair of pixels"
+    return None if 0 <= v[0] <= v[1] <= 200 else "must satisfy 0 <= low <= high <= 200"
+
 
 SCHEMA: dict[str, Any] = {
     "model": {
@@ -110,6 +122,10 @@ SCHEMA: dict[str, Any] = {
             "length": Key(None, OPT_INT, lambda v: None if v is None or v >= 1 else "must be >= 1 or null"),
             "augment": Key(True, BOOL),
             "aberration": Key(0.0, FLOAT, lambda v: None if 0 <= v <= 1 else "must be in [0, 1]"),
+            # kind realmix: averaged video frames (frames_root), non-uniform shake and uniform kernels on root
+            "frames_root": Key(None, OPT_STR, path=True),
+            "mix": Key([0.4, 0.4, 0.2], LIST, _mix_weights),
+            "shake_extent": Key([4.0, 48.0], LIST, _extent),
         },
         "steps": Key(100_000, INT, _ge(1)),
         "batch_size": Key(8, INT, _ge(1)),
@@ -123,6 +139,10 @@ SCHEMA: dict[str, Any] = {
         "ema": Key(0.999, FLOAT, _unit),
         "log_every": Key(50, INT, _ge(1)),
         "find_unused_parameters": Key(False, BOOL),
+        # GPU speed: channels-last activations, and torch.compile of the training forward (off, default,
+        # reduce-overhead: CUDA graphs, max-autotune); launch-bound steps gain most (benchmarks/train_throughput*)
+        "channels_last": Key(False, BOOL),
+        "compile": Key("off", STR, _in("off", "default", "reduce-overhead", "max-autotune")),
     },
     "loss": {
         "pixel": Key("l1", STR, _in("l1", "charbonnier", "psnr", "mse")),

@@ -120,9 +120,13 @@ class Trainer:
     def _build_data(self):
         cfg, t = self.cfg, self.cfg.train
         d = t.data
-        from ..data import PairedFolderDataset, SyntheticBlurDataset
+        from ..data import FrameAverageDataset, PairedFolderDataset, SyntheticBlurDataset, real_blur_mix
 
-        if d.kind == "synthetic":
+        if d.kind == "realmix":
+            train_ds = real_blur_mix(d.root, d.frames_root, crop_size=d.crop_size, kernel_size=d.kernel_size,
+                                     noise_sigma=d.noise_sigma, weights=d.mix, shake_extent=d.shake_extent,
+                                     holdout=d.holdout, length=d.length, seed=t.seed, augment=d.augment)
+        elif d.kind == "synthetic":
             train_ds = SyntheticBlurDataset(d.root, crop_size=d.crop_size, kind=d.blur, kernel_size=d.kernel_size,
                                             noise_sigma=d.noise_sigma, length=d.length, seed=t.seed,
                                             augment=d.augment, split="train", holdout=d.holdout,
@@ -147,11 +151,16 @@ class Trainer:
             return
         kind = v.kind or d.kind
         root = v.root or d.root
-        if kind == "synthetic":
+        if kind == "realmix" and d.frames_root is not None and v.root is None:
+            # the frames held out of training (121 on): real blur the model never saw
+            val_ds = FrameAverageDataset(d.frames_root, crop_size=v.crop_size, split="val", length=v.num_images,
+                                         seed=v.seed, augment=False)
+            bs = v.batch_size if v.crop_size is not None else 1
+        elif kind in ("synthetic", "realmix"):
             val_ds = SyntheticBlurDataset(root, crop_size=v.crop_size or d.crop_size, kind=d.blur,
                                           kernel_size=d.kernel_size, noise_sigma=d.noise_sigma,
                                           length=v.num_images, seed=v.seed, augment=False, split="val",
-                                          holdout=d.holdout if (root == d.root and d.kind == "synthetic") else 0,
+                                          holdout=d.holdout if (root == d.root and d.kind in ("synthetic", "realmix")) else 0,
                                           return_kernel=not self.blind, aberration=d.aberration)
             bs = v.batch_size
         else:
@@ -194,11 +203,15 @@ class Trainer:
         if not hasattr(model, "forward_train"):
             raise ConfigError(f"config: model '{cfg.model.name}' has no forward_train; it cannot be trained")
         self.model = model.to(dev).train()
+        if t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model: nn.Module = _TrainForward(self.model)
         if self.dist.enabled:
             self.train_model = nn.parallel.DistributedDataParallel(
                 self.train_model, device_ids=[dev.index] if dev.type == "cuda" else None,
                 find_unused_parameters=t.find_unused_parameters)
+        if t.compile != "off":  # the forward only (after DDP, as PyTorch advises): optimiser, loss, EMA stay eager
+            self.train_model = torch.compile(self.train_model, mode=t.compile)
         _seed_all(t.seed + 7919 * self.dist.rank)  # per-rank stream for stochastic layers
 
         o = cfg.optim
@@ -366,6 +379,8 @@ class Trainer:
     def train_step(self, batch) -> dict:
         t = self.cfg.train
         blurred = batch["blurred"].to(self.device, non_blocking=True)
+        if t.channels_last:
+            blurred = blurred.contiguous(memory_format=torch.channels_last)
         sharp = batch["sharp"].to(self.device, non_blocking=True)
         kernel = batch["kernel"].to(self.device, non_blocking=True) if "kernel" in batch else None
         radius = batch["radius"].to(self.device, non_blocking=True) if "radius" in batch else None
