@@ -76,8 +76,9 @@ def methods(device, with_models: list[str], candidates: dict[str, str] | None = 
     yield "hqs-hl, true kernel (classical non-blind)", classical("hqs-hl", known=True)
     yield "wiener, true kernel (classical non-blind)", classical("wiener", known=True)
     yield "blind-l0 (classical blind)", classical("blind-l0", known=False)
-    for name in with_models:
-        yield f"{name} (network, blind)", network(create(f"{name}.motion", pretrained=True).to(device))
+    for name in with_models:  # the motion tag keeps its short label (rows of earlier runs)
+        label = name[: -len(".motion")] if name.endswith(".motion") else name
+        yield f"{label} (network, blind)", network(create(name, pretrained=True).to(device))
     for name, path in (candidates or {}).items():  # weights not shipped (yet): a training run's export
         yield (f"{name} (network, blind; candidate weights `{Path(path).name}`, not shipped)",
                network(create(name, weights=path).to(device)))
@@ -122,7 +123,9 @@ def main(argv=None) -> int:
     paths, _ = expand_inputs([args.data])
     paths = paths[: args.limit] if args.limit else paths
     pairs = degrade(paths, args.device)
-    models = [m for m in ("nafnet-tiny", "deeprftv2-tiny", "gdunet-tiny", "upadnet-tiny") if f"{m}.motion" in list_models(pretrained=True)]
+    shipped = list_models(pretrained=True)
+    models = [f"{m}.{tag}" for m in ("nafnet-tiny", "deeprftv2-tiny", "gdunet-tiny", "upadnet-tiny")
+              for tag in ("motion", "real") if f"{m}.{tag}" in shipped]
     rows = []
     try:
         candidates = dict(c.split("=", 1) for c in args.candidate)

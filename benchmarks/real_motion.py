@@ -14,8 +14,8 @@ photo, no tiles).
     python benchmarks/real_motion.py [--methods deeprftv2-tiny.motion nafnet-tiny.motion blind-l0]
                                      [--weights name=FILE.safetensors ...] [--out real_motion.md]
 
-``--weights label=FILE`` adds a row for a weight file of the same architecture as the first network named
-in ``--methods`` (e.g. the synthetic-only weights, ``runs/deeprftv2-tiny-motion-synthetic.safetensors``).
+``--weights label=FILE`` adds a row for a weight file of the architecture ``--arch`` (default ``deeprftv2-tiny``;
+e.g. the synthetic-only weights, ``runs/deeprftv2-tiny-motion-synthetic.safetensors``).
 """
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def score(run, cases) -> tuple[float, float, float, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=Path, default=FRAMES)
-    ap.add_argument("--methods", nargs="+", default=["deeprftv2-tiny.motion", "nafnet-tiny.motion"])
+    ap.add_argument("--methods", nargs="*", default=["deeprftv2-tiny.motion", "nafnet-tiny.motion"])
+    ap.add_argument("--arch", default="deeprftv2-tiny", help="architecture of the --weights files")
     ap.add_argument("--weights", nargs="*", default=[], metavar="LABEL=FILE")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
@@ -99,11 +100,10 @@ def main(argv=None) -> int:
     for spec in args.methods:
         print(spec, file=sys.stderr, flush=True)
         rows.append((spec, *score(runner(spec), cases)))
-    nets = [m for m in args.methods if "." in m]
     for item in args.weights:
         label, _, path = item.partition("=")
         print(label, file=sys.stderr, flush=True)
-        rows.append((f"{nets[0].split('.')[0]}, {label}", *score(runner(nets[0], path), cases)))
+        rows.append((f"{args.arch}, {label}", *score(runner(args.arch, path), cases)))
     lines = ["# Real camera blur: held-out GoPro-style pairs", "", run_line(),
              f"- {len(cases)} pairs from frames {FIRST}-{LAST} of {args.frames.name} (N = {', '.join(map(str, WINDOWS))}"
              " frames averaged in linear light, two windows each, 1280x720, 8-bit); target: the middle frame",

@@ -80,7 +80,7 @@ def figure(x: torch.Tensor, results: list[tuple[str, torch.Tensor]]) -> Image.Im
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=Path, default=Path("../shared/data/test/real-photos"))
-    ap.add_argument("--methods", nargs="+", default=["deeprftv2-tiny.motion", "blind-l0"])
+    ap.add_argument("--methods", nargs="+", default=["deeprftv2-tiny.real", "deeprftv2-tiny.motion", "blind-l0"])
     ap.add_argument("--weights", nargs="*", default=[], metavar="LABEL=FILE")
     args = ap.parse_args(argv)
     photos = sorted(args.photos.glob("motion_*"))

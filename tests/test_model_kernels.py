@@ -326,7 +326,8 @@ def test_weight_tags_load_default_and_named():
 
 def test_unknown_tag_and_extra_tags(monkeypatch, tmp_path):
     with pytest.raises(InputError, match=r"^unknown weights 'deeprftv2-tiny\.gopro'; weight tags of "
-                                         r"'deeprftv2-tiny': deeprftv2-tiny\.motion, deeprftv2-tiny\.defocus$"):
+                                         r"'deeprftv2-tiny': deeprftv2-tiny\.motion, deeprftv2-tiny\.defocus, "
+                                         r"deeprftv2-tiny\.real$"):
         M.create("deeprftv2-tiny.gopro", pretrained=True)
     with pytest.raises(InputError, match="unknown model 'deeprftv9-tiny'"):
         M.create("deeprftv9-tiny.motion", pretrained=True)

@@ -548,3 +548,11 @@ register_weights(
     steps="1750 from deeprftv2-tiny.motion (2-core CPU, crops 128, batch 4)",
     scores="see benchmarks/defocus.md",
 )
+register_weights(
+    "deeprftv2-tiny", "real", blind=True, blur=("motion",),
+    data="the real-blur mix (configs/deeprftv2-tiny-realmotion.yaml): averaged GoPro video frames 1-120, synthetic "
+         "non-uniform camera shake with saturation, camera noise and JPEG on CBSD432, 20 % uniform kernels",
+    steps="deeprftv2-tiny.motion fine-tuned for 2000 CPU steps (batch 8, crops 128); see docs/weights.md",
+    scores="experimental: held-out GoPro frames +1.62 dB over the input (benchmarks/real_motion.md); below "
+           "deeprftv2-tiny.motion on Levin (25.40 dB, levin.md) and Kodak24 (23.58 dB, motion_kodak24.md)",
+)
