@@ -105,7 +105,8 @@ def main(argv=None) -> int:
         print(label, file=sys.stderr, flush=True)
         rows.append((f"{args.arch}, {label}", *score(runner(args.arch, path), cases)))
     lines = ["# Real camera blur: held-out GoPro-style pairs", "", run_line(),
-             f"- {len(cases)} pairs from frames {FIRST}-{LAST} of {args.frames.name} (N = {', '.join(map(str, WINDOWS))}"
+             f"- {len(cases)} pairs from frames {FIRST}-{LAST} of {args.frames.name} "
+             f"(N = {', '.join(map(str, WINDOWS))}"
              " frames averaged in linear light, two windows each, 1280x720, 8-bit); target: the middle frame",
              "- a development set, not a test: the same scene as the training frames 1-120 (other moments)",
              f"- `python benchmarks/real_motion.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",

@@ -114,6 +114,9 @@ def test_pipeline_without_shake_or_effects_is_the_identity_on_the_crop():
     ({"extent": (5, 40)}, "margin"),
     ({"object_prob": 1.5}, "object_prob"),
     ({"jpeg_prob": -0.1}, "jpeg_prob"),
+    ({"extent": (9, 3)}, "extent"),
+    ({"focal": (0, 1)}, "focal"),
+    ({"roll": (0.5, 0.1)}, "roll"),
 ])
 def test_pipeline_errors(kw, match):
     with pytest.raises(InputError, match=match):

@@ -39,7 +39,8 @@ from .color import linear_to_srgb, srgb_to_linear
 from .degradations import jpeg
 from .noise import PoissonGaussianNoise
 
-__all__ = ["CameraShakeGenerator", "shake_homographies", "render_shake", "center_path_extent", "max_travel", "ShakePipeline"]
+__all__ = ["CameraShakeGenerator", "shake_homographies", "render_shake", "center_path_extent", "max_travel",
+           "ShakePipeline"]
 
 
 def _uniform(lo: float, hi: float, n: int, generator) -> torch.Tensor:
@@ -210,8 +211,9 @@ def _ellipse_masks(n: int, H: int, W: int, generator, device, dtype) -> torch.Te
     ry, rx = _uniform(0.1, 0.3, n, generator) * H, _uniform(0.1, 0.3, n, generator) * W
     ys = torch.arange(H, dtype=torch.float64).view(1, H, 1)
     xs = torch.arange(W, dtype=torch.float64).view(1, 1, W)
-    r = (((ys - cy.view(-1, 1, 1)) / ry.view(-1, 1, 1)) ** 2 + ((xs - cx.view(-1, 1, 1)) / rx.view(-1, 1, 1)) ** 2).sqrt()
-    edge = 2.0 / torch.minimum(ry, rx).view(-1, 1, 1)
+    cy, cx, ry, rx = (v.view(-1, 1, 1) for v in (cy, cx, ry, rx))
+    r = (((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2).sqrt()
+    edge = 2.0 / torch.minimum(ry, rx)
     return ((1 - r) / edge + 0.5).clamp(0, 1)[:, None].to(device=device, dtype=dtype)
 
 
@@ -240,6 +242,9 @@ class ShakePipeline:
         for name, p in (("object_prob", object_prob), ("jpeg_prob", jpeg_prob)):
             if not 0 <= p <= 1:
                 raise InputError(f"shake pipeline: {name} must be a probability in [0, 1], got {p}")
+        CameraShakeGenerator(extent, 1.0, roll=roll)  # the same checks of extent and roll, at construction
+        if not 0 < float(focal[0]) <= float(focal[1]):
+            raise InputError(f"shake pipeline: focal must be (low, high) with 0 < low <= high, got {focal}")
         if extent[1] + 1 > margin:
             raise InputError(f"shake pipeline: margin {margin} px must exceed the largest extent {extent[1]} px")
         self.margin, self.extent, self.focal, self.roll = int(margin), tuple(extent), tuple(focal), tuple(roll)

@@ -86,7 +86,8 @@ def _scale_weights(v):
 INT, FLOAT, STR, BOOL, LIST = (int,), (float, int), (str,), (bool,), (list,)
 OPT_STR, OPT_INT = (str, type(None)), (int, type(None))
 
-DATA_KINDS = ("synthetic", "realmix", "gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "realdof", "folders")
+DATA_KINDS = ("synthetic", "realmix", "gopro", "hide", "realblur", "realblur_j", "realblur_r", "dpdd", "realdof",
+              "folders")
 BLUR_KINDS = ("motion", "defocus", "gaussian", "mixed", "defocus-map")
 
 def _mix_weights(v):

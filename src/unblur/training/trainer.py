@@ -157,10 +157,11 @@ class Trainer:
                                          seed=v.seed, augment=False)
             bs = v.batch_size if v.crop_size is not None else 1
         elif kind in ("synthetic", "realmix"):
+            own = root == d.root and d.kind in ("synthetic", "realmix")  # the training photos: use the held-out ones
             val_ds = SyntheticBlurDataset(root, crop_size=v.crop_size or d.crop_size, kind=d.blur,
                                           kernel_size=d.kernel_size, noise_sigma=d.noise_sigma,
                                           length=v.num_images, seed=v.seed, augment=False, split="val",
-                                          holdout=d.holdout if (root == d.root and d.kind in ("synthetic", "realmix")) else 0,
+                                          holdout=d.holdout if own else 0,
                                           return_kernel=not self.blind, aberration=d.aberration)
             bs = v.batch_size
         else:
