@@ -83,11 +83,16 @@ def evaluate(est: torch.Tensor, gt: torch.Tensor) -> tuple[float, float, float]:
     return psnr, float(ssim), sse
 
 
-def load_networks(names: list[str]) -> dict:
-    """Shipped weight sets (``gdunet-tiny.motion``, ...) by name, in eval mode."""
+def load_networks(names: list[str], candidates: list[str] = ()) -> dict:
+    """Shipped weight sets (``gdunet-tiny.motion``, ...) by name, and unshipped ones (``MODEL=FILE``, a training
+    run's export), in eval mode."""
     from unblur.models import create
 
-    return {n: create(n, pretrained=True).eval() for n in names}
+    nets = {n: create(n, pretrained=True).eval() for n in names}
+    for c in candidates:
+        name, _, path = c.partition("=")
+        nets[f"{name}, candidate `{Path(path).name}`"] = create(name, weights=path).eval()
+    return nets
 
 
 def run_network(net, y: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -166,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-label", default="baseline", help="name of the baseline row (e.g. a commit)")
     ap.add_argument("--networks", nargs="*", default=[], metavar="MODEL.TAG",
                     help="shipped networks to score on the same captures (e.g. gdunet-tiny.motion)")
+    ap.add_argument("--candidate", nargs="*", default=[], metavar="MODEL=FILE",
+                    help="unshipped weights to score too (e.g. deeprftv2-tiny=runs/x.safetensors)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # used by --baseline-src
     ap.add_argument("--out", type=Path, default=HERE / "levin.md")
     args = ap.parse_args(argv)
@@ -178,7 +185,7 @@ def main(argv=None) -> int:
         print(json.dumps({"rows": rows, "seconds": seconds}))
         return 0
     base = run_baseline(args.baseline_src, args) if args.baseline_src else None
-    rows, t_blind = run_captures(args.data, args.limit, load_networks(args.networks))
+    rows, t_blind = run_captures(args.data, args.limit, load_networks(args.networks, args.candidate))
     n = len(rows)
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
     levin = np.array([r["levin"] for r in rows])
