@@ -84,9 +84,13 @@ def test_object_motion_moves_only_the_foreground():
     assert diff[18:32, 14:36].mean() > 0.05  # the object is smeared along x
 
 
-def test_max_travel_bounds_the_render():
+def test_max_travel_counts_the_roll_at_the_corners():
     a = CameraShakeGenerator(extent=(20, 20), focal=100.0, roll=(1.0, 1.0))(1, generator=_seed(8), dtype=torch.float64)
-    assert max_travel(a[0], 100.0, (50.0, 50.0), (101, 101), 0) >= 20 - 1e-6
+    no_roll = a.clone()
+    no_roll[..., 2] = 0
+    with_roll = max_travel(a[0], 100.0, (50.0, 50.0), (101, 101), 0)
+    assert with_roll >= 20 - 1e-6  # at least the centre's travel
+    assert with_roll > max_travel(no_roll[0], 100.0, (50.0, 50.0), (101, 101), 0) + 5  # the roll moves corners more
 
 
 def test_pipeline_contract():
@@ -137,3 +141,6 @@ def test_render_errors():
         render_shake(torch.rand(1, 3, 20, 20), torch.zeros(2, 4, 3), focal=10.0, margin=2)
     with pytest.raises(InputError, match="margin"):
         render_shake(torch.rand(1, 3, 20, 20), torch.zeros(1, 4, 3), focal=10.0, margin=10)
+    with pytest.raises(InputError, match="alpha mask"):
+        render_shake(torch.rand(1, 3, 20, 20), torch.zeros(1, 4, 3), focal=10.0, margin=2,
+                     foreground=torch.rand(1, 3, 20, 20))

@@ -1,7 +1,7 @@
 """A weighted mix of datasets: item ``i`` of an epoch comes from part ``p`` (drawn with the weights) and is
 that part's item ``j`` (drawn uniformly), both from one generator seeded by ``(seed, epoch, i)``, so the
-mix is as reproducible as its parts. Every part must return the same keys (``blurred``, ``sharp``, ...);
-only the keys all parts share are kept, so that a batch of mixed items collates.
+mix is as reproducible as its parts. An item keeps ``blurred`` and ``sharp`` of its part (what every part has; a
+kernel or a radius map exists in only some), plus ``index`` and ``part``, so that a batch of mixed items collates.
 
 :func:`real_blur_mix` builds the mix of the real-blur training data: averaged video frames (real shake and
 object motion), synthetic non-uniform camera shake (:class:`~unblur.physics.camera_shake.ShakePipeline`) and

@@ -159,6 +159,8 @@ def render_shake(image: torch.Tensor, angles: torch.Tensor, *, focal: float, mar
         raise InputError(f"render_shake expects images (B, C, H, W) and angles (B, T, 3), got "
                          f"{tuple(image.shape)} and {tuple(angles.shape)}")
     B, C, H, W = image.shape
+    if (foreground is None) != (mask is None):
+        raise InputError("render_shake: a foreground layer needs its alpha mask, and a mask its foreground")
     if not 0 <= margin < min(H, W) / 2:
         raise InputError(f"render_shake: margin {margin} leaves nothing of a {H}x{W} image")
     cx, cy = ((W - 1) / 2, (H - 1) / 2) if center is None else (float(center[0]), float(center[1]))
@@ -261,7 +263,6 @@ class ShakePipeline:
         blurred, targets = [], []
         for b in range(B):
             focal = float(_uniform(*self.focal, 1, generator)) * side
-            # keep the largest travel inside the margin: roll adds up to roll * extent at `focal` px out
             gen = CameraShakeGenerator(self.extent, focal, roll=self.roll)
             angles = gen(1, generator=generator, dtype=torch.float64)
             off = (torch.rand(2, generator=generator, dtype=torch.float64) - 0.5) * self.center_spread * side
