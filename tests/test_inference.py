@@ -210,13 +210,19 @@ def test_the_default_is_a_classical_method_or_a_network(monkeypatch):
     assert R.default_choice(False) == ("wiener", None)
 
 
-@pytest.mark.parametrize("name", ["deeprftv2-tiny", "nafnet-tiny"])
-def test_cpu_channels_last_path_gives_the_same_photo(name):
-    """restore's channels-last CPU path changes memory layout only: the photo is the same to float rounding."""
+@pytest.mark.parametrize("name,stats_window", [("deeprftv2-tiny", None), ("deeprftv2-tiny", 40),
+                                               ("nafnet-tiny", None), ("nafnet-tiny", 40)])
+def test_cpu_channels_last_path_gives_the_same_photo(name, stats_window):
+    """restore's channels-last CPU path changes memory layout only: the photo is the same to float rounding.
+    ``stats_window=40``: the photo is larger than the statistics window, so the local channel statistics (pooled
+    means, the 1x1 convolution on the pooled map) and DeepRFTv2's per-window kernel estimator (windows stacked in
+    channels-last, interleaved Fourier channels, the fusion as two convolutions) run too."""
     from unblur.models import create
 
     torch.manual_seed(0)
     net = create(name).eval()
+    if stats_window is not None:
+        net.stats_window = stats_window
     with torch.no_grad():  # random weights with non-zero residual scales, so every layer matters
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))

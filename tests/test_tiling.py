@@ -221,6 +221,38 @@ def test_local_mean_matches_a_brute_force_window_mean():
     assert (local_mean(smooth, (64, 96)) - exact).abs().max() < 0.05 * (exact.max() - exact.min())
 
 
+@pytest.mark.parametrize("window", [(4, 7), (40, 60), (50, 50)])
+def test_local_mean_applies_a_linear_map_on_the_means_before_spreading_them(window):
+    """``transform`` (a 1x1 convolution) runs on the small map of means and gives what it gives on the full
+    map, for the three paths (step 1, pooled and interpolated, global); the result keeps x's memory format."""
+    from unblur.models.blocks import local_mean
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 45, 50, generator=g)
+    conv = torch.nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        ref = conv(local_mean(x, window))
+        got = local_mean(x, window, transform=conv)
+        torch.testing.assert_close(got.expand_as(ref), ref, atol=1e-6, rtol=0)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        got_cl = local_mean(xc, window, transform=conv)
+    torch.testing.assert_close(got_cl.expand_as(ref), ref, atol=1e-6, rtol=0)
+    if window == (40, 60):  # the interpolated map comes out in the input's layout
+        assert got_cl.is_contiguous(memory_format=torch.channels_last) and not got_cl.is_contiguous()
+
+
+def test_windowed_apply_keeps_channels_last_and_its_values():
+    from unblur.inference.tiling import windowed_apply
+
+    x = torch.rand(2, 4, 30, 41, generator=torch.Generator().manual_seed(0))
+    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+    with torch.no_grad():
+        ref = _frozen_windowed_apply(conv, x, 16, 4)
+        got = windowed_apply(conv, x.contiguous(memory_format=torch.channels_last), 16, 4)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
 def _astronaut(size: int) -> torch.Tensor:
     data = pytest.importorskip("skimage.data")
     return torch.from_numpy(data.astronaut()[:size, :size].copy()).permute(2, 0, 1).float()[None] / 255

@@ -234,10 +234,16 @@ def windowed_apply(
     oy, ox = min(overlap, wh - 1), min(overlap, ww - 1)
     ys, xs = window_starts(H, wh, oy), window_starts(W, ww, ox)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else None
     patches = torch.stack([x[..., y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in boxes], 1)
-    out = fn(patches.reshape(B * len(boxes), C, wh, ww))
+    patches = patches.reshape(B * len(boxes), C, wh, ww)
+    if fmt is not None:  # keep x's layout (the stacked windows would be neither layout: every conv would copy them)
+        patches = patches.contiguous(memory_format=fmt)
+    out = fn(patches)
     out = out.reshape(B, len(boxes), *out.shape[1:])
     acc = out.new_zeros(B, out.shape[2], H, W)
+    if fmt is not None:
+        acc = acc.contiguous(memory_format=fmt)
     wsum = out.new_zeros(H, W)
     for k, (y0, x0) in enumerate(boxes):
         wy = _linear_ramp(y0, wh, H, oy, out.device, out.dtype)

@@ -104,25 +104,35 @@ def _clamped_box_mean(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return (c.index_select(dim, start + size) - c.index_select(dim, start)) / size
 
 
-def local_mean(x: torch.Tensor, window: tuple[int, int], cells: int = 8) -> torch.Tensor:
+def local_mean(x: torch.Tensor, window: tuple[int, int], cells: int = 8, transform=None) -> torch.Tensor:
     """Per-pixel mean of ``x`` (B, C, H, W) over a ``window`` (h, w) around it, shifted to stay inside the map
     (TLC's local statistics; a window as large as the map is the global mean). Sums run in float64.
 
     ``cells``: windows larger than ``cells`` px per side are computed on a map average-pooled by
     ``window // cells`` and interpolated back (bilinear): statistics over hundreds of pixels vary slowly, and the
     full-resolution sums would cost more than the block they feed.
+
+    ``transform``: a per-pixel map that commutes with the averaging (a 1x1 convolution: linear across channels,
+    and every averaging weight set sums to one), applied to the means *before* they are interpolated back (or
+    broadcast, for the global mean): ``transform(local_mean(x)) == local_mean(x, transform=transform)`` to float
+    rounding, at the cost of the small map instead of the full one. The result has ``x``'s memory format.
     """
     H, W = x.shape[-2:]
+    transform = transform or (lambda t: t)
     wh, ww = min(max(int(window[0]), 1), H), min(max(int(window[1]), 1), W)
     if wh == H and ww == W:
-        return x.mean((-2, -1), keepdim=True, dtype=torch.float64).to(x.dtype).expand_as(x)
+        return transform(x.mean((-2, -1), keepdim=True, dtype=torch.float64).to(x.dtype)).expand(-1, -1, H, W)
     step = max(1, min(wh, ww) // cells)
     if step == 1:
         y = _clamped_box_mean(x.double(), wh, -2)
-        return _clamped_box_mean(y, ww, -1).to(x.dtype)
-    small = F.avg_pool2d(x.double(), step, ceil_mode=True)
+        return transform(_clamped_box_mean(y, ww, -1).to(x.dtype))
+    # pooled in x's dtype (each cell is a mean of step**2 values; the long sums below run in float64)
+    small = F.avg_pool2d(x, step, ceil_mode=True).double()
     y = _clamped_box_mean(_clamped_box_mean(small, max(wh // step, 1), -2), max(ww // step, 1), -1)
-    return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False).to(x.dtype)
+    y = transform(y.to(x.dtype))
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        y = y.contiguous(memory_format=torch.channels_last)  # the interpolated map comes out in x's layout
+    return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
 
 
 class SimplifiedChannelAttention(nn.Module):
@@ -141,7 +151,7 @@ class SimplifiedChannelAttention(nn.Module):
             return x * self.conv(F.adaptive_avg_pool2d(x, 1))
         fh, fw = self.local_fraction
         window = (round(x.shape[-2] * fh), round(x.shape[-1] * fw))
-        return x * self.conv(local_mean(x, window))
+        return x * local_mean(x, window, transform=self.conv)  # the 1x1 conv runs on the pooled map
 
 
 class NAFBlock(nn.Module):

@@ -187,6 +187,26 @@ class _BlockFactory:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _interleaved_channels_last(X: torch.Tensor) -> torch.Tensor:
+    """``[Re, Im]`` of a complex (B, C, H, W) map as a real (B, 2C, H, W) channels-last map whose channels alternate
+    (Re_0, Im_0, Re_1, ...): one copy, where the concatenation ``cat([Re, Im])`` and the convolution's change of
+    layout are two."""
+    B, C, H, W = X.shape
+    z = torch.view_as_real(X).permute(0, 2, 3, 1, 4).reshape(B, H, W, 2 * C)
+    return z.permute(0, 3, 1, 2)
+
+
+def _interleave(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Reorder ``w``'s ``dim`` from (Re_0..Re_C-1, Im_0..Im_C-1) to (Re_0, Im_0, Re_1, ...)."""
+    n = w.shape[dim] // 2
+    shape = w.shape[:dim] + (2, n) + w.shape[dim + 1:]
+    return w.reshape(shape).transpose(dim, dim + 1).reshape(w.shape)
+
+
 class FourierKernelEstimator(nn.Module):
     """Estimates a complex transfer function (OTF) per feature channel and applies it to the features.
 
@@ -249,7 +269,11 @@ class FourierKernelEstimator(nn.Module):
         """Complex OTF (B, C, H, W//2+1) predicted from the feature ``x = conv_x(d)`` (B, C, H, W)."""
         H, W = x.shape[-2:]
         X = rfft2(x) / math.sqrt(H * W)
-        r = self.freq_in(torch.cat([X.real, X.imag], dim=1).to(x.dtype))
+        if _channels_last(x):
+            r = F.conv2d(_interleaved_channels_last(X).to(x.dtype), _interleave(self.freq_in.weight, 1),
+                         self.freq_in.bias)
+        else:
+            r = self.freq_in(torch.cat([X.real, X.imag], dim=1).to(x.dtype))
         o = norm_conv1x1(self.norm, self.head, self.R(r)).float()
         return torch.complex(o[:, : self.channels], o[:, self.channels :])
 
@@ -259,6 +283,12 @@ class FourierKernelEstimator(nn.Module):
         if self.capture is not None:
             self.capture.append((otf.detach(), (H, W)))
         f = irfft2(rfft2(self.conv_y(d)) * otf, s=(H, W)).to(d.dtype)
+        if _channels_last(d):
+            # the FFT returns f in NCHW: one explicit change of layout, and the fusion as two convolutions (the
+            # concatenation of two layouts costs more than both)
+            c = self.channels
+            out = F.conv2d(d, self.fuse.weight[:, c:], self.fuse.bias)
+            return out.add_(F.conv2d(f.contiguous(memory_format=torch.channels_last), self.fuse.weight[:, :c]))
         return self.fuse(torch.cat([f, d], dim=1))
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
