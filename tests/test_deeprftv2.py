@@ -62,6 +62,23 @@ def test_chunked_scan_groups_no_d_no_z_last_state(chunk):
     assert h.shape == (2, 6, 4)
 
 
+@pytest.mark.parametrize("groups", [None, 1, 3])
+@pytest.mark.parametrize("L", [1, 16, 50])
+def test_inference_scan_equals_the_differentiable_path(groups, L):
+    """Without gradients the scan takes its inference layout (positions in chunk first, in-place updates); with
+    gradients the general one: same outputs and last states, whatever the grouping and padding."""
+    t = _scan_inputs(d=6, L=L, groups=groups)
+    with torch.no_grad():
+        y0, h0 = selective_scan(**t, delta_softplus=True, chunk_size=4, return_last_state=True)
+    t["u"].requires_grad_()
+    y1, h1 = selective_scan(**t, delta_softplus=True, chunk_size=4, return_last_state=True)
+    ry, rh = selective_scan_reference(**t, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(y0, y1.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h0, h1.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y0, ry.detach(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(h0, rh.detach(), atol=1e-4, rtol=1e-4)
+
+
 def test_chunked_scan_strong_decay_is_finite_and_exact():
     # log-decays of -500 per step: a naive exp(-cumsum) formulation would overflow.
     t = _scan_inputs(L=70)

@@ -272,6 +272,49 @@ def _selective_states(u, delta, A, Bc, T):
     return _selective_forward(delta, A, bu, T)
 
 
+def _scan_no_grad(u, delta, A, B, C, T):
+    """Outputs y (b, D, L) and last states (b, D, N) of the scan when no gradient is needed (inference).
+
+    The same chunked recurrence as :func:`_selective_forward`, but every (b, D, N, L) tensor is written once,
+    directly in the layout the position loop wants, (T, b, D, N, chunks): the products ``delta A`` and
+    ``delta u B`` write into it, the decays are exponentiated and summed in place, the chunk ends are added back
+    in place, and only y (N times smaller) changes layout at the end. Half the passes over memory of the
+    general path, which keeps its layout for the backward pass."""
+    b, d, L = u.shape
+    n = A.shape[1]
+    pad = (-L) % T
+    du = delta * u
+    if pad:  # padded steps (decay 1, input 0) come after the real ones: they carry the last state unchanged
+        delta, du, B, C = (F.pad(t, (0, pad)) for t in (delta, du, B, C))
+    nc = (L + pad) // T
+
+    def tfirst(t):  # (..., L') -> (T, ..., chunks) view
+        return t.reshape(*t.shape[:-1], nc, T).movedim(-1, 0)
+
+    def per_channel(m):  # B or C as (T, b, D or 1, N, chunks); groups of D // G channels share theirs
+        if m.ndim == 3:
+            return tfirst(m)[:, :, None]
+        v, gs = tfirst(m), m.shape[1]
+        return v if gs == 1 else v[:, :, :, None].expand(T, b, gs, d // gs, n, nc).reshape(T, b, d, n, nc)
+
+    Bv, Cv = per_channel(B), per_channel(C)
+    la = torch.empty(T, b, d, n, nc, dtype=u.dtype, device=u.device)
+    torch.mul(tfirst(delta)[:, :, :, None], A[None, None, :, :, None], out=la)  # log-decays, <= 0
+    h = torch.empty_like(la)
+    torch.mul(tfirst(du)[:, :, :, None], Bv, out=h)  # inputs; becomes the zero-start states in place
+    cum = la.cumsum(0)  # log-decay from the chunk start
+    p = la.exp_()
+    for t in range(1, T):
+        h[t].addcmul_(p[t], h[t - 1])
+    # the true state entering each chunk: the same recurrence over chunks (the general routine, T x smaller; on a
+    # copy, since it may update its input in place)
+    h_end = _recurrence_forward(cum[-1].reshape(-1, nc), h[-1].reshape(-1, nc).clone(), T).reshape(b, d, n, nc)
+    h.addcmul_(cum.exp_(), F.pad(h_end[..., :-1], (1, 0)))
+    y = (h * Cv).sum(3)  # (T, b, D, chunks)
+    y = y.permute(1, 2, 3, 0).reshape(b, d, nc * T)[..., :L]
+    return y, h_end[..., -1]
+
+
 def _finish(y, u, D, z, out_dtype):
     if D is not None:
         y = y + D[None, :, None].to(y.dtype) * u
@@ -316,6 +359,13 @@ def selective_scan(
         bsz, d, L = u.shape
         u_, delta_ = u.to(ct), delta.to(ct)
         delta_ = _prepare_delta(delta_, delta_bias, delta_softplus)
+        if chunk_size < 2:
+            raise ValueError(f"selective_scan: chunk_size must be >= 2, got {chunk_size}")
+        if L and not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, delta_bias)
+                                                        if t is not None)):
+            y, last = _scan_no_grad(u_, delta_, A.to(ct), B.to(ct), C.to(ct), chunk_size)
+            out = _finish(y, u_, D, z, out_dtype)
+            return (out, last.to(out_dtype)) if return_last_state else out
         h = _selective_states(u_, delta_, A.to(ct), _per_channel(B.to(ct), d), chunk_size)  # (b, D, N, L)
         C_ = C.to(ct)
         y = torch.einsum("bdnl,bnl->bdl", h, C_) if C_.ndim == 3 else (h * _per_channel(C_, d)).sum(2)
