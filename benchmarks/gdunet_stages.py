@@ -1,8 +1,10 @@
 """GDUNet stage by stage on the Kodak24 motion set: PSNR of every stage's image and kernel PSNR of every stage's
-kernel (what each unrolled stage adds), the protocol of ``motion_kodak24.py`` (same seeded blur, 8-bit in and out).
+kernel (what each unrolled stage adds), the protocol of ``motion_kodak24.py`` (same seeded blur, 8-bit in and out);
+and on Levin's real captures (``--levin``, the protocol of ``levin.py``: grey in as RGB, sub-pixel alignment,
+15 px crop), each stage's PSNR per recorded kernel next to ``blind-l0``'s.
 
-    python benchmarks/gdunet_stages.py [--data ../shared/data/test/Kodak24] [--weights FILE --arg KEY=VALUE]
-                                       [--out FILE.md]
+    python benchmarks/gdunet_stages.py [--data ../shared/data/test/Kodak24] [--levin ../shared/data/levin]
+                                       [--weights FILE --arg KEY=VALUE] [--out FILE.md]
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from motion_kodak24 import degrade, quantise  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/test/Kodak24")
+    ap.add_argument("--levin", default="../shared/data/levin", help="Levin's captures (skipped when absent)")
     ap.add_argument("--weights", default=None, help="a safetensors export (default: the shipped gdunet-tiny.motion)")
     ap.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                     help="model argument for --weights (e.g. edge_ratio=10), as in the training config's model.args")
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
         rows = [f"| start (`P_0`) | - | {img[0]:.2f} | - |"]
         rows += [f"| stage {t} | - | {img[t]:.2f} | {ker[t - 1]:.2f} |" for t in range(1, len(img))]
     md = "\n".join([
-        "# GDUNet stage by stage (Kodak24 motion)",
+        "# GDUNet stage by stage (Kodak24 motion, Levin's captures)",
         "",
         f"- latest run: {datetime.date.today()}; machine: {cpu_model()}, {args.threads} thread(s); weights: "
         f"{args.weights or 'gdunet-tiny.motion (shipped)'}{' ' + ' '.join(args.arg) if args.arg else ''}",
@@ -74,8 +77,48 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
         *rows,
     ]) + "\n"
+    if Path(args.levin, "blurred").is_dir():
+        md += "\n" + levin_section(net, Path(args.levin))
     emit(md.splitlines(), args.out)
     return 0
+
+
+def levin_section(net, data: Path) -> str:
+    """Each stage's PSNR on Levin's 32 captures, per recorded kernel (mean over the 4 images), and blind-l0's."""
+    from unblur.classical import deblur
+    from levin import evaluate, gray  # noqa: E402
+
+    per_kernel: dict[int, list[list[float]]] = {}
+    sizes = {}
+    for i in range(1, 5):
+        for j in range(1, 9):
+            gt, y = gray(data / "sharp" / f"im{i}.png"), gray(data / "blurred" / f"im{i}_ker{j}.png")
+            sizes[j] = np.load(data / "kernels" / f"k{j}.npy").shape
+            with torch.inference_mode():
+                out = net.forward_train(y.expand(-1, 3, -1, -1))
+            row = [evaluate(deblur(y, method="blind-l0", kernel_size=31).image, gt)[0]]
+            row += [evaluate(img.mean(1, keepdim=True), gt)[0] for img, _ in out["outputs"]]
+            per_kernel.setdefault(j, []).append(row)
+            print(f"levin im{i} ker{j}: " + " ".join(f"{v:.2f}" for v in row), file=sys.stderr, flush=True)
+    stages = len(per_kernel[1][0]) - 1  # the blind-start design has one output more: its start P_0
+    names = [f"stage {t + 1}" for t in range(net.stages)]
+    names = names if stages == net.stages else ["start (`P_0`)"] + names
+    lines = [
+        "## Levin's real captures",
+        "",
+        "- 32 captures (4 images x 8 recorded kernels), the protocol of `levin.py` (grey in as RGB, the mean of the "
+        "output channels scored after sub-pixel alignment, 15 px crop); PSNR (dB), mean over the 4 images of each "
+        "kernel; nothing was trained or tuned on this data",
+        "",
+        "| kernel | size | blind-l0 | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * stages,
+    ]
+    for j in sorted(per_kernel):
+        m = np.mean(per_kernel[j], 0)
+        lines.append(f"| k{j} | {sizes[j][0]}x{sizes[j][1]} | " + " | ".join(f"{v:.2f}" for v in m) + " |")
+    m = np.mean([r for rows in per_kernel.values() for r in rows], 0)
+    lines.append("| **all 32** | | " + " | ".join(f"**{v:.2f}**" for v in m) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ choices where the paper is silent: ``docs/models/gdunet.md``)::
     k_0 = L0 coarse-to-fine kernel estimate of y             physics.estimate_photo_kernel (no gradient)
     for t = 1 .. T:
         k_t  = k_0 for t = 1, else the kernel update below on u_{t-1}, fused with k_{t-1} too
-        x^   = HQS_t(y, k_t): 13 hyper-Laplacian splitting steps (2 CG steps each on the valid observation
+        x^   = HQS_t(y, k_t): 13 hyper-Laplacian splitting steps (8 CG steps each on the valid observation
                model), learned lam_t and beta_{t,i}; the last w-step moves the shrunk gradients w
                to w + c_t (G_t(w) - w), G_t the learned gradient prior                physics.mixture_hqs
         u_t  = x^ + a_t P_t(x^)                              image proximal module (NAFNet)
@@ -198,7 +198,8 @@ class GDUNet(RestorationModel):
             after the first refit the kernel on the previous stage's image and fuse it with the previous kernel).
         hqs_iters, hqs_cg, hqs_rate: splitting steps of each ``"l0"`` image step, CG steps per splitting step on
             the ``valid`` observation model (0: closed form on the periodic extension), and the initial schedule
-            ``beta_i = hqs_rate^i`` (learned after).
+            ``beta_i = hqs_rate^i`` (learned after). ``hqs_cg=8`` is classical ``hqs``'s count: with 2 (the
+            default until 2026-12-07) the x-steps of long kernels had not converged.
         init_iters, train_init_iters: the L0 estimate's (iterations per level, at the finest level, refits) at
             inference and during training (cheaper: it runs on every training crop).
         init_sparsity: the L0 estimate's ``kernel_sparsity`` (reweighted L1 on the taps, as ``blind-l0``).
@@ -212,7 +213,7 @@ class GDUNet(RestorationModel):
     def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
                  width: int = 8, levels: int = 2, blocks: int = 1, prior_width: int = 4, beta: float = 0.02,
                  weight: float = 0.02, gamma: float = 0.01, in_channels: int = 3, start_from: str | None = None,
-                 edge_ratio: float = 0.0, kernel_init: str = "start", hqs_iters: int = 13, hqs_cg: int = 2,
+                 edge_ratio: float = 0.0, kernel_init: str = "start", hqs_iters: int = 13, hqs_cg: int = 8,
                  hqs_rate: float = 2.0,
                  init_iters=(5, 6, 2), train_init_iters=(2, 3, 0), init_sparsity: float = 0.05):
         super().__init__()
