@@ -187,6 +187,12 @@ class _Progress:
 # --------------------------------------------------------------------------- window mode (models)
 
 
+def is_channels_last(t: torch.Tensor) -> bool:
+    """``t`` is laid out channels-last where that differs from the default layout (the CPU path's layout, which
+    layers that build new tensors, such as the window tiler and DeepRFTv2's Fourier branch, keep)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 def window_starts(n: int, window: int, overlap: int = 0) -> list[int]:
     """Start offsets of windows of length ``min(window, n)`` covering ``[0, n)`` with stride ``window - overlap``;
     the last window is aligned to the end (it may overlap its neighbour by more than ``overlap``)."""
@@ -234,7 +240,7 @@ def windowed_apply(
     oy, ox = min(overlap, wh - 1), min(overlap, ww - 1)
     ys, xs = window_starts(H, wh, oy), window_starts(W, ww, ox)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else None
+    fmt = torch.channels_last if is_channels_last(x) else None
     patches = torch.stack([x[..., y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in boxes], 1)
     patches = patches.reshape(B * len(boxes), C, wh, ww)
     if fmt is not None:  # keep x's layout (the stacked windows would be neither layout: every conv would copy them)

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..inference.tiling import is_channels_last
 from ..physics.fft import irfft2, rfft2
 
 
@@ -130,7 +131,7 @@ def local_mean(x: torch.Tensor, window: tuple[int, int], cells: int = 8, transfo
     small = F.avg_pool2d(x, step, ceil_mode=True).double()
     y = _clamped_box_mean(_clamped_box_mean(small, max(wh // step, 1), -2), max(ww // step, 1), -1)
     y = transform(y.to(x.dtype))
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_channels_last(x):
         y = y.contiguous(memory_format=torch.channels_last)  # the interpolated map comes out in x's layout
     return F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..inference.tiling import windowed_apply
+from ..inference.tiling import is_channels_last, windowed_apply
 from ..physics.fft import irfft2, otf2psf, rfft2
 from ..physics.kernels import project_kernel
 from .base import RestorationModel, downscale, pad_to_multiple
@@ -187,10 +187,6 @@ class _BlockFactory:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _channels_last(t: torch.Tensor) -> bool:
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-
-
 def _interleaved_channels_last(X: torch.Tensor) -> torch.Tensor:
     """``[Re, Im]`` of a complex (B, C, H, W) map as a real (B, 2C, H, W) channels-last map whose channels alternate
     (Re_0, Im_0, Re_1, ...): one copy, where the concatenation ``cat([Re, Im])`` and the convolution's change of
@@ -269,7 +265,7 @@ class FourierKernelEstimator(nn.Module):
         """Complex OTF (B, C, H, W//2+1) predicted from the feature ``x = conv_x(d)`` (B, C, H, W)."""
         H, W = x.shape[-2:]
         X = rfft2(x) / math.sqrt(H * W)
-        if _channels_last(x):
+        if is_channels_last(x):
             r = F.conv2d(_interleaved_channels_last(X).to(x.dtype), _interleave(self.freq_in.weight, 1),
                          self.freq_in.bias)
         else:
@@ -283,7 +279,7 @@ class FourierKernelEstimator(nn.Module):
         if self.capture is not None:
             self.capture.append((otf.detach(), (H, W)))
         f = irfft2(rfft2(self.conv_y(d)) * otf, s=(H, W)).to(d.dtype)
-        if _channels_last(d):
+        if is_channels_last(d):
             # the FFT returns f in NCHW: one explicit change of layout, and the fusion as two convolutions (the
             # concatenation of two layouts costs more than both)
             c = self.channels

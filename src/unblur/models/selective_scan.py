@@ -263,9 +263,8 @@ class _SelectiveStatesFn(torch.autograd.Function):
 
 
 def _selective_states(u, delta, A, Bc, T):
-    """All states h (b, D, N, L) of the selective scan (differentiable in every input)."""
-    if T < 2:
-        raise ValueError(f"selective_scan: chunk_size must be >= 2, got {T}")
+    """All states h (b, D, N, L) of the selective scan (differentiable in every input; ``T >= 2``, checked by
+    :func:`selective_scan`)."""
     bu = (delta * u)[:, :, None, :] * Bc  # (b, D, N, L)
     if torch.is_grad_enabled() and (delta.requires_grad or A.requires_grad or bu.requires_grad):
         return _SelectiveStatesFn.apply(delta, A, bu, T)
