@@ -64,14 +64,20 @@ def test_chunked_scan_groups_no_d_no_z_last_state(chunk):
 
 @pytest.mark.parametrize("groups", [None, 1, 3])
 @pytest.mark.parametrize("L", [1, 16, 50])
-def test_inference_scan_equals_the_differentiable_path(groups, L):
+def test_inference_scan_equals_the_differentiable_path(groups, L, monkeypatch):
     """Without gradients the scan takes its inference layout (positions in chunk first, in-place updates); with
     gradients the general one: same outputs and last states, whatever the grouping and padding."""
+    import unblur.models.selective_scan as S
+
+    calls = []
+    inference = S._scan_no_grad
+    monkeypatch.setattr(S, "_scan_no_grad", lambda *a: calls.append(1) or inference(*a))
     t = _scan_inputs(d=6, L=L, groups=groups)
     with torch.no_grad():
         y0, h0 = selective_scan(**t, delta_softplus=True, chunk_size=4, return_last_state=True)
     t["u"].requires_grad_()
     y1, h1 = selective_scan(**t, delta_softplus=True, chunk_size=4, return_last_state=True)
+    assert calls == [1]  # the inference path ran once, the differentiable one the second time
     ry, rh = selective_scan_reference(**t, delta_softplus=True, return_last_state=True)
     torch.testing.assert_close(y0, y1.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h0, h1.detach(), atol=1e-5, rtol=1e-5)

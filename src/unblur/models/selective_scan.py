@@ -277,7 +277,7 @@ def _scan_no_grad(u, delta, A, B, C, T):
     The same chunked recurrence as :func:`_selective_forward`, but every (b, D, N, L) tensor is written once,
     directly in the layout the position loop wants, (T, b, D, N, chunks): the products ``delta A`` and
     ``delta u B`` write into it, the decays are exponentiated and summed in place, the chunk ends are added back
-    in place, and only y (N times smaller) changes layout at the end. Half the passes over memory of the
+    in place, and only y (N times smaller) changes layout at the end. Fewer passes over memory than the
     general path, which keeps its layout for the backward pass."""
     b, d, L = u.shape
     n = A.shape[1]
