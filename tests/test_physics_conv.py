@@ -127,6 +127,22 @@ def test_psf2otf_roundtrip_and_circular_conv(psf_shape, real):
     assert torch.allclose(via_otf, conv2d(x, psf, "circular", method="direct"), atol=1e-12)
 
 
+@pytest.mark.parametrize("psf_shape, shape", [((31, 31), (40, 36)), ((4, 7), (9, 10)), ((5, 3), (5, 3)), ((2, 6), (7, 8))])
+def test_psf2otf_is_the_fft_of_the_rolled_padded_psf(psf_shape, shape):
+    """The row-pruned transforms (only the kernel's rows take the row FFT) against the definition, batch dims included."""
+    g = torch.Generator().manual_seed(8)
+    psf = torch.rand(2, 3, *psf_shape, generator=g, dtype=torch.float64)
+    padded = torch.zeros(2, 3, *shape, dtype=torch.float64)
+    padded[..., :psf_shape[0], :psf_shape[1]] = psf
+    padded = torch.roll(padded, shifts=(-(psf_shape[0] // 2), -(psf_shape[1] // 2)), dims=(-2, -1))
+    ref = torch.from_numpy(np.fft.rfft2(padded.numpy()))
+    torch.testing.assert_close(psf2otf(psf, shape), ref, atol=1e-12, rtol=0)
+    spectrum = torch.from_numpy(np.fft.rfft2(np.random.default_rng(0).standard_normal((2, 3, *shape))))
+    crop = np.roll(np.fft.irfft2(spectrum.numpy(), s=shape), (psf_shape[0] // 2, psf_shape[1] // 2), axis=(-2, -1))
+    torch.testing.assert_close(otf2psf(spectrum, shape, psf_shape), torch.from_numpy(crop[..., :psf_shape[0], :psf_shape[1]]),
+                               atol=1e-12, rtol=0)
+
+
 def test_psf2otf_of_centred_delta_is_one():
     d = torch.zeros(5, 4)
     d[2, 2] = 1

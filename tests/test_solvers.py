@@ -8,7 +8,8 @@ import pytest
 import torch
 from scipy.sparse.linalg import cg as scipy_cg
 
-from unblur.physics import Domain, conjugate_gradient, fourier_data_step, gradient_otfs, kernel_step, psf2otf
+from unblur.physics import (Domain, FourierDataStep, conjugate_gradient, fourier_data_step, gradient_otfs, gradients,
+                            gradients_adjoint, irfft2, kernel_step, psf2otf, rfft2)
 
 F64 = torch.float64
 
@@ -192,6 +193,57 @@ def test_data_step_float32_batched_equals_loop(boundary):
     torch.testing.assert_close(x32.double(), x64, atol=2e-5, rtol=0)
     loop = torch.cat([run(F64, slice(i, i + 1)) for i in range(3)])
     torch.testing.assert_close(loop, x64, atol=1e-12, rtol=0)
+
+
+def test_gradients_adjoint_is_the_adjoint_and_the_fourier_form():
+    g = _gen(11)
+    x, gh, gv = (torch.rand(2, 1, 7, 9, generator=g, dtype=F64) for _ in range(3))
+    dh, dv = gradients(x)
+    assert float((dh * gh + dv * gv).sum()) == pytest.approx(float((x * gradients_adjoint(gh, gv)).sum()), abs=1e-12)
+    # and the matrices of the dense reference: Dh^T gh + Dv^T gv
+    Dh, Dv = _diff_matrices(7, 9)
+    ref = Dh.T @ _np(gh[0, 0]).ravel() + Dv.T @ _np(gv[0, 0]).ravel()
+    np.testing.assert_allclose(_np(gradients_adjoint(gh, gv)[0, 0]).ravel(), ref, atol=1e-12)
+    oh, ov = gradient_otfs((7, 9), dtype=F64)
+    fourier = irfft2(oh.conj() * rfft2(gh) + ov.conj() * rfft2(gv), s=(7, 9))
+    torch.testing.assert_close(gradients_adjoint(gh, gv), fourier, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("boundary", ["circular", "valid"])
+def test_data_step_image_domain_rhs_equals_targets(boundary):
+    """``rhs = w D^T v + beta u`` given in the image domain is the same solve as the targets and the prox centre."""
+    k, dom, y, u, vh, vv = _data_problem(boundary, seed=12)
+    oh, ov = gradient_otfs(dom.shape, dtype=F64)
+    step = FourierDataStep(y, dom.otf(k), (oh, ov), dom)
+    ref = step(beta=0.3, u=u, weights=(0.2, 0.2), targets=(vh, vv), cg_iters=7)
+    got = step(beta=0.3, weights=(0.2, 0.2), rhs=0.2 * gradients_adjoint(vh, vv) + 0.3 * u, cg_iters=7)
+    torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
+    # rhs adds to what targets give
+    half = step(beta=0.3, u=u, weights=(0.2, 0.2), targets=(vh, vv), rhs=torch.zeros_like(u), cg_iters=7)
+    torch.testing.assert_close(half, ref, atol=1e-10, rtol=0)
+
+
+def test_masked_solve_runs_the_image_domain_pcg_iterates():
+    """The masked solve iterates on half spectra: after any number of steps it is the image-domain preconditioned CG
+    (same iterates, not only the same limit), in float64, and float32 stays close to it."""
+    k, dom, y, u, vh, vv = _data_problem("valid", seed=13)
+    otf = dom.otf(k)
+    oh, ov = gradient_otfs(dom.shape, dtype=F64)
+    reg = 0.05 * (oh.abs() ** 2 + ov.abs() ** 2) + 0.01
+    s, mask = dom.shape, dom.mask.to(F64)
+    denom = otf.abs() ** 2 + reg
+
+    def normal(v):
+        V = rfft2(v)
+        return irfft2(rfft2(irfft2(V * otf, s=s) * mask) * otf.conj() + reg * V, s=s)
+
+    b = irfft2(rfft2(dom.embed(y)) * otf.conj(), s=s)
+    for iters in (1, 3, 8):
+        ref = conjugate_gradient(normal, b, x0=dom.extend(y), iters=iters, precond=lambda v: irfft2(rfft2(v) / denom, s=s))
+        got = dom.solve(otf, y, reg_hat=reg, iters=iters)
+        torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
+        got32 = dom.solve(dom.otf(k.float()), y.float(), reg_hat=reg.float(), iters=iters)
+        torch.testing.assert_close(got32.double(), ref, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("boundary", ["circular", "valid"])

@@ -28,7 +28,7 @@ from .degradations import clip, jpeg, saturate
 from .operators import Blur
 from .pipeline import DegradationPipeline, crop_valid
 from .camera_shake import CameraShakeGenerator, ShakePipeline, render_shake, shake_homographies
-from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients, taper_window
+from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients, gradients_adjoint, taper_window
 from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, kernel_step
 from .proximal import shrink_hyper_laplacian, shrink_tv
 from .mixed_blur import mixture_hqs

@@ -58,6 +58,12 @@ def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.roll(-1, -1) - x, x.roll(-1, -2) - x
 
 
+def gradients_adjoint(gh: torch.Tensor, gv: torch.Tensor) -> torch.Tensor:
+    """The adjoint of :func:`gradients`: ``D_h^T gh + D_v^T gv`` (a negative divergence), so that
+    ``<gradients(x), (gh, gv)> = <x, gradients_adjoint(gh, gv)>``; in Fourier terms ``conj(D_h) F(gh) + conj(D_v) F(gv)``."""
+    return gh.roll(1, -1) - gh + gv.roll(1, -2) - gv
+
+
 def salient_threshold(gh: torch.Tensor, gv: torch.Tensor, count: int) -> torch.Tensor:
     """The largest gradient magnitude that keeps at least ``count`` pixels in each of 4 orientation bins
     (Cho & Lee 2009; a bin with fewer pixels keeps all of them, an empty bin is ignored, 0 when all are empty),

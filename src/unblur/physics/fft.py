@@ -64,10 +64,25 @@ def psf2otf(psf: torch.Tensor, shape: tuple[int, int], real: bool = True) -> tor
     if kh > H or kw > W:
         raise InputError(f"psf2otf: kernel {kh}x{kw} is larger than the image {H}x{W}")
     ch, cw = kernel_center(kh, kw)
-    padded = psf.new_zeros(*psf.shape[:-2], H, W)
-    padded[..., :kh, :kw] = psf
-    padded = torch.roll(padded, shifts=(-ch, -cw), dims=(-2, -1))
-    return rfft2(padded) if real else fft2(padded)
+    if not real or torch.compiler.is_exporting():  # (ONNX has no lowering for writing into a complex tensor)
+        padded = psf.new_zeros(*psf.shape[:-2], H, W)
+        padded[..., :kh, :kw] = psf
+        padded = torch.roll(padded, shifts=(-ch, -cw), dims=(-2, -1))
+        return rfft2(padded) if real else fft2(padded)
+    # rfft2 is a real FFT of every row, then an FFT of every column: only the kernel's kh rows are non-zero, so
+    # the row transforms run on those alone and are placed in the (wrapped) rows the roll would give them
+    with _no_autocast(psf):
+        rows = _as_f32(psf).new_zeros(*psf.shape[:-2], kh, W)
+        rows[..., :kw] = _as_f32(psf)
+        spec = torch.fft.rfft(torch.roll(rows, shifts=-cw, dims=-1), dim=-1)
+        full = spec.new_zeros(*psf.shape[:-2], H, W // 2 + 1)
+        full[..., _wrapped(ch, kh, H, psf.device), :] = spec
+        return torch.fft.fft(full, dim=-2)
+
+
+def _wrapped(center: int, size: int, n: int, device) -> torch.Tensor:
+    """Indices on a circular axis of length ``n`` of a kernel's ``size`` taps once its ``center`` is at 0."""
+    return torch.arange(-center, size - center, device=device) % n
 
 
 def otf2psf(otf: torch.Tensor, shape: tuple[int, int], psf_size: tuple[int, int], real: bool = True) -> torch.Tensor:
@@ -78,7 +93,12 @@ def otf2psf(otf: torch.Tensor, shape: tuple[int, int], psf_size: tuple[int, int]
     """
     H, W = shape
     kh, kw = psf_size
-    psf = irfft2(otf, s=(H, W)) if real else ifft2(otf).real
     ch, cw = kernel_center(kh, kw)
-    psf = torch.roll(psf, shifts=(ch, cw), dims=(-2, -1))
-    return psf[..., :kh, :kw]
+    if not real or torch.compiler.is_exporting():
+        psf = irfft2(otf, s=(H, W)) if real else ifft2(otf).real
+        return torch.roll(psf, shifts=(ch, cw), dims=(-2, -1))[..., :kh, :kw]
+    # irfft2 is an inverse FFT of every column, then a real inverse FFT of every row: only the kh rows of the
+    # crop go through the second
+    with _no_autocast(otf):
+        cols = torch.fft.ifft(_as_f32(otf), dim=-2)[..., _wrapped(ch, kh, H, otf.device), :]
+        return torch.fft.irfft(cols, n=W, dim=-1)[..., _wrapped(cw, kw, W, otf.device)]

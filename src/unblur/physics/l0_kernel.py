@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .color import luminance
-from .boundary import Domain, gradient_otfs, gradients, salient_edges
+from .boundary import Domain, gradient_otfs, gradients, gradients_adjoint, salient_edges
 from .kernels import project_kernel
 from .mixed_blur import mixture_hqs
 from .noise import estimate_noise_sigma
@@ -67,11 +67,13 @@ def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max, mu_rate=3.0
     while mu < mu_max:
         gh, gv = gradients(x)
         keep = (gh * gh + gv * gv) >= lambda_grad / mu
-        beta, u = 0.0, None
+        # the right-hand side mu D^T g + beta u is formed in the image domain: one FFT per step, not three
+        rhs = mu * gradients_adjoint(gh * keep, gv * keep)
+        beta = 0.0
         if lambda_pixel > 0:
             beta = mu * lambda_pixel / lambda_grad
-            u = torch.where(x * x >= lambda_pixel / beta, x, torch.zeros_like(x))
-        x = step(beta=beta, u=u, weights=(mu, mu), targets=(gh * keep, gv * keep))
+            rhs = rhs + beta * torch.where(x * x >= lambda_pixel / beta, x, torch.zeros_like(x))
+        x = step(beta=beta, weights=(mu, mu), rhs=rhs)
         mu *= mu_rate
     return x
 

@@ -24,6 +24,18 @@ def shrink_tv(vh: torch.Tensor, vv: torch.Tensor, beta) -> tuple[torch.Tensor, t
     return vh * scale, vv * scale
 
 
+def _newton_root(a, w, beta, w_c, *, alpha: float, steps: int) -> torch.Tensor:
+    """The largest root of ``g(w) = alpha w^(alpha-1) + beta (w - a)`` by Newton from ``w = max(a, w_c)``."""
+    top = w
+    for _ in range(steps):
+        p = w.pow(alpha - 1)  # w^(alpha-2) = p / w (w >= w_c > 0): one power per step
+        g = alpha * p + beta * (w - a)
+        dg = (alpha * (alpha - 1)) * p / w + beta
+        w = torch.minimum(w - g / dg.clamp_min(1e-12), top)
+        w = torch.maximum(w, w_c) if torch.is_tensor(w_c) else w.clamp_min(w_c)
+    return w
+
+
 def shrink_hyper_laplacian(v: torch.Tensor, beta, alpha: float, newton_steps: int = 8) -> torch.Tensor:
     """argmin_w |w|^alpha + beta/2 (w - v)^2, element-wise, 0 < alpha < 1.
 
@@ -37,12 +49,15 @@ def shrink_hyper_laplacian(v: torch.Tensor, beta, alpha: float, newton_steps: in
         wc = w_c.detach() if torch.is_tensor(w_c) else w_c
         bt = beta.detach() if torch.is_tensor(beta) else beta
         w = torch.maximum(a, wc) if torch.is_tensor(wc) else a.clamp_min(wc)
-        top = w
-        for _ in range(newton_steps):
-            g = alpha * w.pow(alpha - 1) + bt * (w - a)
-            dg = alpha * (alpha - 1) * w.pow(alpha - 2) + bt
-            w = torch.minimum(w - g / dg.clamp_min(1e-12), top)
-            w = torch.maximum(w, wc) if torch.is_tensor(wc) else w.clamp_min(wc)
+        # below the threshold tau (the |v| where the non-zero candidate starts to beat 0; Chartrand's / Zuo et
+        # al.'s generalised shrinkage threshold, lam = 1 / beta) the answer is 0 whatever w is: Newton runs on the
+        # others only (most gradients of a photo are small), with a margin for rounding
+        t = 2 * (1 - alpha) / bt
+        tau = t ** (1 / (2 - alpha)) + (alpha / bt) * t ** ((alpha - 1) / (2 - alpha))
+        cand = a > 0.95 * tau
+        sub = [z.expand_as(a)[cand] if torch.is_tensor(z) else z for z in (a, w, bt, wc)]
+        sub[1] = _newton_root(*sub, alpha=alpha, steps=newton_steps)
+        w = w.masked_scatter(cand, sub[1])
     if torch.is_grad_enabled() and (v.requires_grad or (torch.is_tensor(beta) and beta.requires_grad)):
         # one differentiable Newton step at the root: its derivative is the implicit-function one, dw/da =
         # beta / g'(w), dw/dbeta = -(w - a) / g'(w), without back-propagating through every iteration

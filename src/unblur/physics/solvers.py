@@ -60,6 +60,7 @@ def conjugate_gradient(
     iters: int = 20,
     precond: Callable[[torch.Tensor], torch.Tensor] | None = None,
     tol: float = 0.0,
+    dot: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = _dot,
 ) -> torch.Tensor:
     """Preconditioned conjugate gradients for ``A x = b``, ``A`` symmetric positive definite.
 
@@ -68,27 +69,46 @@ def conjugate_gradient(
     of ``A^-1``. Runs ``iters`` iterations from ``x0`` (default zeros), or stops earlier once every
     residual satisfies ``||r|| <= tol ||b||`` (``tol > 0`` costs one host sync per iteration).
     Step sizes are set to 0 where a denominator vanishes (converged or zero right-hand side), so the
-    result and its gradients stay finite.
+    result and its gradients stay finite. ``dot``: the inner product (real, keepdim over the last two
+    dims); :func:`solve_fourier_normal` runs the iteration on half spectra with :func:`_spectral_dot`.
     """
     x = torch.zeros_like(b) if x0 is None else x0.to(b.dtype).expand_as(b)
     r = b if x0 is None else b - apply_A(x)
     z = precond(r) if precond is not None else r
     p = z
-    rz = _dot(r, z)
-    tiny = torch.finfo(b.dtype).tiny
-    bb = _dot(b, b) if tol > 0 else None
+    rz = dot(r, z)
+    tiny = torch.finfo(rz.dtype).tiny
+    bb = dot(b, b) if tol > 0 else None
     for _ in range(int(iters)):
-        if bb is not None and bool((_dot(r, r) <= (tol * tol) * bb).all()):
+        if bb is not None and bool((dot(r, r) <= (tol * tol) * bb).all()):
             break
         Ap = apply_A(p)
-        alpha = _safe_div(rz, _dot(p, Ap), tiny)
+        alpha = _safe_div(rz, dot(p, Ap), tiny)
         x = x + alpha * p
         r = r - alpha * Ap
         z = precond(r) if precond is not None else r
-        rz_new = _dot(r, z)
+        rz_new = dot(r, z)
         p = z + _safe_div(rz_new, rz, tiny) * p
         rz = rz_new
     return x
+
+
+def _half_spectrum_weights(width: int, n_cols: int, device, dtype) -> torch.Tensor:
+    """Weights (n_cols,) of the columns of an ``rfft2`` half spectrum in a full-spectrum sum: 2 for the columns
+    that stand for themselves and their mirror, 1 for column 0 (and column ``width / 2`` for an even width)."""
+    w = torch.full((n_cols,), 2.0, device=device, dtype=dtype)
+    w[0] = 1.0
+    if width % 2 == 0:
+        w[-1] = 1.0
+    return w
+
+
+def _spectral_dot(weights: torch.Tensor):
+    """The real inner product of two real images given by their half spectra (Parseval, up to the common factor
+    ``H W``, which cancels in CG's step sizes)."""
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return ((a.real * b.real + a.imag * b.imag) * weights).sum((-2, -1), keepdim=True)
+    return dot
 
 
 def _coef(w, like: torch.Tensor):
@@ -104,15 +124,16 @@ def _is_zero(w) -> bool:
 
 
 def solve_fourier_normal(otf, y, reg_hat=0.0, rhs_hat=None, *, domain: Domain | None = None, x0=None, iters: int = 10,
-                         aty_hat=None):
+                         aty_hat=None, otf_power=None):
     """``(A^T A + R) x = A^T y + b`` with ``R`` circulant (half-spectrum multiplier ``reg_hat``, real and
     non-negative) and ``b`` given by its half spectrum ``rhs_hat``: closed form for a circular domain
     (or none), ``iters`` CG steps preconditioned by ``(|K|^2 + R)^-1`` from ``x0`` (default
     ``domain.extend(y)``) for a ``valid`` domain. ``aty_hat``: ``conj(K) F(y)`` when the caller already
-    has it (loops over the same observation). Returns the domain-size image in ``y``'s dtype."""
+    has it (loops over the same observation), and ``otf_power`` ``|K|^2``. Returns the domain-size image in ``y``'s
+    dtype."""
     s = tuple(domain.shape) if domain is not None else tuple(y.shape[-2:])
     mask = None if domain is None else domain.mask
-    k2 = otf.real ** 2 + otf.imag ** 2
+    k2 = otf.real ** 2 + otf.imag ** 2 if otf_power is None else otf_power
     denom = (k2 + reg_hat).clamp_min(1e-12)
     rhs = _observation_hat(otf, y, domain) if aty_hat is None else aty_hat
     if rhs_hat is not None:
@@ -120,18 +141,18 @@ def solve_fourier_normal(otf, y, reg_hat=0.0, rhs_hat=None, *, domain: Domain | 
     if mask is None:
         return irfft2(rhs / denom, s=s).to(y.dtype)
     mask = mask.to(y.dtype)
+    # CG on half spectra: the iterates, residuals and directions of the image-domain iteration, kept as their
+    # spectra (the preconditioner and the circulant parts are products there), so that a step costs two FFTs (the
+    # mask is applied in the image domain) instead of six
+    otf_conj = otf.conj()
 
-    def normal(v):
-        V = rfft2(v)
-        Av = irfft2(V * otf, s=s) * mask
-        return irfft2(rfft2(Av) * otf.conj() + reg_hat * V, s=s)
+    def normal(V):
+        return rfft2(irfft2(V * otf, s=s) * mask) * otf_conj + reg_hat * V
 
-    def precond(v):
-        return irfft2(rfft2(v) / denom, s=s)
-
-    b = irfft2(rhs, s=s)
-    x = (domain.extend(y) if x0 is None else x0).to(b.dtype).expand_as(b)
-    return conjugate_gradient(normal, b, x0=x, iters=iters, precond=precond).to(y.dtype)
+    x = (domain.extend(y) if x0 is None else x0).to(y.dtype)
+    dot = _spectral_dot(_half_spectrum_weights(s[-1], rhs.shape[-1], rhs.device, rhs.real.dtype))
+    X = conjugate_gradient(normal, rhs, x0=rfft2(x), iters=iters, precond=lambda R: R / denom, dot=dot)
+    return irfft2(X, s=s).to(y.dtype)
 
 
 def _observation_hat(otf, y, domain):
@@ -162,10 +183,13 @@ class FourierDataStep:
         self.filter_power = [D.real ** 2 + D.imag ** 2 for D in self.filter_otfs]
         self.filter_power_sum = sum(self.filter_power) if self.filter_otfs else None
         self.aty_hat = _observation_hat(otf, y, domain)
+        self.otf_power = otf.real ** 2 + otf.imag ** 2
 
     def __call__(self, *, beta=0.0, u: torch.Tensor | None = None, weights: Sequence = (),
                  targets: Sequence[torch.Tensor | None] = (), x0: torch.Tensor | None = None,
-                 cg_iters: int = 10) -> torch.Tensor:
+                 cg_iters: int = 10, rhs: torch.Tensor | None = None) -> torch.Tensor:
+        """One solve; ``rhs``: an extra right-hand side ``b`` on the domain, added as ``F(b)`` (a caller that forms
+        ``sum_i w_i D_i^T v_i + beta u`` in the image domain passes it here: one FFT instead of one per target)."""
         y, Ds = self.y, self.filter_otfs
         weights = tuple(weights)
         targets = tuple(targets) if len(targets) else (None,) * len(Ds)
@@ -176,31 +200,34 @@ class FourierDataStep:
         beta = _coef(beta, y)
         use_u = u is not None and not _is_zero(beta)
         given = [i for i, v in enumerate(targets) if v is not None]
-        spectra = [targets[i] for i in given] + ([u] if use_u else [])
+        spectra = [targets[i] for i in given] + ([u] if use_u else []) + ([rhs] if rhs is not None else [])
         if spectra and torch.compiler.is_exporting():  # ONNX has no lowering for unbinding a complex tensor
             spectra = [rfft2(v) for v in torch.broadcast_tensors(*spectra)]
+        elif len(spectra) == 1:
+            spectra = [rfft2(spectra[0])]
         elif spectra:  # one FFT call for every target (they share the domain shape)
             spectra = rfft2(torch.stack(torch.broadcast_tensors(*spectra))).unbind(0)
         shared = bool(Ds) and all(w is weights[0] for w in weights)  # one weight: factor it out
-        reg, rhs = 0.0, None
+        reg, rhs_hat = 0.0, (spectra[-1] if rhs is not None else None)
         if shared:
             w = _coef(weights[0], y)
             reg = w * self.filter_power_sum
             terms = [Ds[i].conj() * V for i, V in zip(given, spectra)]
-            rhs = w * sum(terms) if terms else None
+            if terms:
+                rhs_hat = w * sum(terms) if rhs_hat is None else rhs_hat + w * sum(terms)
         else:
             for D, P, w in zip(Ds, self.filter_power, weights):
                 reg = reg + _coef(w, y) * P
             for i, V in zip(given, spectra):
                 term = _coef(weights[i], y) * (Ds[i].conj() * V)
-                rhs = term if rhs is None else rhs + term
+                rhs_hat = term if rhs_hat is None else rhs_hat + term
         if not _is_zero(beta):
             reg = reg + beta
             if use_u:
-                term = beta * spectra[-1]
-                rhs = term if rhs is None else rhs + term
-        return solve_fourier_normal(self.otf, y, reg, rhs, domain=self.domain, x0=x0, iters=cg_iters,
-                                    aty_hat=self.aty_hat)
+                term = beta * spectra[len(given)]
+                rhs_hat = term if rhs_hat is None else rhs_hat + term
+        return solve_fourier_normal(self.otf, y, reg, rhs_hat, domain=self.domain, x0=x0, iters=cg_iters,
+                                    aty_hat=self.aty_hat, otf_power=self.otf_power)
 
 
 def fourier_data_step(
