@@ -48,7 +48,8 @@ def mixture_hqs(y: torch.Tensor, kernels: torch.Tensor, mix: torch.Tensor, *, la
         cg_iters: 0 solves each step in closed form on the photo's periodic extension; > 0 runs that many
             preconditioned CG steps of the ``valid`` observation model (the data term only on the observed
             window, as classical ``hqs``), warm-started from the previous step: exact at the borders, where a
-            long kernel's unknown band makes the extension's guess costly, for about ``cg_iters`` times the FFTs (two a CG step).
+            long kernel's unknown band makes the extension's guess costly, for about ``cg_iters`` times the FFTs
+            (two a CG step).
 
     Returns the deconvolved image (B, C, H, W) in ``y``'s dtype (not clamped); FFTs in float32 or float64.
     """
