@@ -310,7 +310,11 @@ def _scan_no_grad(u, delta, A, B, C, T):
     h_end = _recurrence_forward(cum[-1].reshape(-1, nc), h[-1].reshape(-1, nc).clone(), T).reshape(b, d, n, nc)
     h.addcmul_(cum.exp_(), F.pad(h_end[..., :-1], (1, 0)))
     y = (h * Cv).sum(3)  # (T, b, D, chunks)
-    y = y.permute(1, 2, 3, 0).reshape(b, d, nc * T)[..., :L]
+    if d > 1 and u.stride(1) == 1:  # u is (b, L, D) in memory (a channels-last map): y gets the same layout, so
+        # the ops after the scan do not mix layouts
+        y = y.permute(1, 3, 0, 2).reshape(b, nc * T, d)[:, :L].transpose(1, 2)
+    else:
+        y = y.permute(1, 2, 3, 0).reshape(b, d, nc * T)[..., :L]
     return y, h_end[..., -1]
 
 

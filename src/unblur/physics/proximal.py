@@ -45,20 +45,30 @@ def shrink_hyper_laplacian(v: torch.Tensor, beta, alpha: float, newton_steps: in
     """
     a = v.abs()
     w_c = (alpha * (1 - alpha) / beta) ** (1 / (2 - alpha))  # minimum of g
+    differentiable = torch.is_grad_enabled() and (v.requires_grad or (torch.is_tensor(beta) and beta.requires_grad))
+    # below the threshold tau (the |v| where the non-zero candidate starts to beat 0: the generalised shrinkage
+    # threshold of Zuo et al. 2013 with lam = 1 / beta) the answer is 0 whatever w is, so Newton runs on the others
+    # only (most gradients of a photo are small), with a margin for rounding
+    t = 2 * (1 - alpha) / beta
+    tau = t ** (1 / (2 - alpha)) + (alpha / beta) * t ** ((alpha - 1) / (2 - alpha))
+    if not differentiable and not torch.is_tensor(beta):  # one weight, no gradient: work on the candidates alone
+        flat = v.reshape(-1)
+        idx = (a.reshape(-1) > 0.95 * tau).nonzero().squeeze(1)
+        vs = flat.index_select(0, idx)
+        av = vs.abs()
+        w = _newton_root(av, av.clamp_min(w_c), beta, w_c, alpha=alpha, steps=newton_steps)
+        keep = w.pow(alpha) + 0.5 * beta * (w - av) ** 2 < 0.5 * beta * av * av
+        out = torch.zeros_like(flat).index_copy_(0, idx, torch.where(keep, w * vs.sign(), torch.zeros_like(w)))
+        return out.view_as(v)
     with torch.no_grad():  # the iterations need no graph: the gradient comes from the fixed point below
         wc = w_c.detach() if torch.is_tensor(w_c) else w_c
         bt = beta.detach() if torch.is_tensor(beta) else beta
         w = torch.maximum(a, wc) if torch.is_tensor(wc) else a.clamp_min(wc)
-        # below the threshold tau (the |v| where the non-zero candidate starts to beat 0; Chartrand's / Zuo et
-        # al.'s generalised shrinkage threshold, lam = 1 / beta) the answer is 0 whatever w is: Newton runs on the
-        # others only (most gradients of a photo are small), with a margin for rounding
-        t = 2 * (1 - alpha) / bt
-        tau = t ** (1 / (2 - alpha)) + (alpha / bt) * t ** ((alpha - 1) / (2 - alpha))
-        cand = a > 0.95 * tau
+        cand = a > 0.95 * (tau.detach() if torch.is_tensor(tau) else tau)
         sub = [z.expand_as(a)[cand] if torch.is_tensor(z) else z for z in (a, w, bt, wc)]
         sub[1] = _newton_root(*sub, alpha=alpha, steps=newton_steps)
         w = w.masked_scatter(cand, sub[1])
-    if torch.is_grad_enabled() and (v.requires_grad or (torch.is_tensor(beta) and beta.requires_grad)):
+    if differentiable:
         # one differentiable Newton step at the root: its derivative is the implicit-function one, dw/da =
         # beta / g'(w), dw/dbeta = -(w - a) / g'(w), without back-propagating through every iteration
         g = alpha * w.pow(alpha - 1) + beta * (w - a)

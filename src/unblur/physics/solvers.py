@@ -344,14 +344,14 @@ def kernel_step(
         K = psf2otf(k, s)
         return [irfft2(X * K, s=s) if mk is None else irfft2(X * K, s=s) * mk for X, mk in zip(Xs, masks)]
 
-    def adj(rs):
-        R = sum(X.conj() * rfft2(r if mk is None else r * mk) for X, r, mk in zip(Xs, rs, masks))
+    def adj(rs):  # of masked residuals (the masks are 0/1: masking again would change nothing)
+        R = sum(X.conj() * rfft2(r) for X, r in zip(Xs, rs))
         return otf2psf(R.sum(1, keepdim=True), s, ks).to(x.dtype)
 
     def normal(k):
         return adj(fwd(k)) + g * k
 
-    b = adj(ys)
+    b = adj([yt if mk is None else yt * mk for yt, mk in zip(ys, masks)])
     if k0 is None:
         k0 = torch.zeros(x.shape[0], 1, kh, kw, device=x.device, dtype=x.dtype)
     return conjugate_gradient(normal, b, x0=k0, iters=iters)
