@@ -302,7 +302,30 @@ def test_fke_training_windows_are_independent():
         for y0 in (0, 8):
             for x0 in (0, 8, 16):
                 crop = d[..., y0 : y0 + 8, x0 : x0 + 8]
-                torch.testing.assert_close(out[..., y0 : y0 + 8, x0 : x0 + 8], fke._whole(crop), atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(out[..., y0 : y0 + 8, x0 : x0 + 8], _fke_per_window(fke, crop),
+                                           atol=1e-5, rtol=1e-5)
+
+
+def _fke_per_window(fke, d):
+    """The FKE of one map as the paper writes it: x, y, the filtered f and the fusion all on that map."""
+    x, y = fke.conv_x(d), fke.conv_y(d)
+    f = torch.fft.irfft2(torch.fft.rfft2(y) * fke.transfer_function(x), s=d.shape[-2:])
+    return fke.fuse(torch.cat([f, d], dim=1))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fke_convolutions_outside_the_windows_equal_the_per_window_fke(channels_last):
+    """conv_x / conv_y before the windows and the fusion after the blend: the per-window estimator, blended."""
+    torch.manual_seed(1)
+    fke = FourierKernelEstimator(4, levels=1, d_state=2, window_size=16, overlap=6).eval()
+    with torch.no_grad():
+        for p in fke.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        d = torch.randn(2, 4, 30, 41)
+        ref = windowed_apply(lambda t: _fke_per_window(fke, t), d, 16, 6)
+        if channels_last:
+            fke, d = fke.to(memory_format=torch.channels_last), d.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(fke(d), ref, atol=2e-5, rtol=1e-5)
 
 
 def test_window_starts_cover_and_align():

@@ -273,27 +273,31 @@ class FourierKernelEstimator(nn.Module):
         o = norm_conv1x1(self.norm, self.head, self.R(r)).float()
         return torch.complex(o[:, : self.channels], o[:, self.channels :])
 
-    def _whole(self, d: torch.Tensor) -> torch.Tensor:
-        H, W = d.shape[-2:]
-        otf = self.transfer_function(self.conv_x(d))
+    def _filtered(self, xy: torch.Tensor) -> torch.Tensor:
+        """``f = irfft2(rfft2(y) * OTF(x))`` of one window (or the whole map) of ``xy = [conv_x(d), conv_y(d)]``."""
+        H, W = xy.shape[-2:]
+        c = self.channels
+        otf = self.transfer_function(xy[:, :c])
         if self.capture is not None:
             self.capture.append((otf.detach(), (H, W)))
-        f = irfft2(rfft2(self.conv_y(d)) * otf, s=(H, W)).to(d.dtype)
-        if is_channels_last(d):
-            # the FFT returns f in NCHW: one explicit change of layout, and the fusion as two convolutions (the
-            # concatenation of two layouts costs more than both)
-            c = self.channels
-            out = F.conv2d(d, self.fuse.weight[:, c:], self.fuse.bias)
-            return out.add_(F.conv2d(f.contiguous(memory_format=torch.channels_last), self.fuse.weight[:, :c]))
-        return self.fuse(torch.cat([f, d], dim=1))
+        f = irfft2(rfft2(xy[:, c:]) * otf, s=(H, W)).to(xy.dtype)
+        # the FFT returns f in NCHW: back to the input's layout (one explicit copy)
+        return f.contiguous(memory_format=torch.channels_last) if is_channels_last(xy) else f
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
+        c = self.channels
+        # The 1x1 convolutions commute with cutting the map into windows and with the blending (linear, weights that
+        # sum to one): conv_x and conv_y run once on the whole map, and the fusion conv1x1(cat(f, d)) once on the
+        # merged f, instead of on every (overlapping) window
+        xy = F.conv2d(d, torch.cat([self.conv_x.weight, self.conv_y.weight]), torch.cat([self.conv_x.bias, self.conv_y.bias]))
+        window, overlap = self.window_size, (0 if self.training else self.overlap)
         if self.local_fraction is not None:
-            window = max(8, round(max(d.shape[-2] * self.local_fraction[0], d.shape[-1] * self.local_fraction[1])))
-            if self.window_size is None or window < self.window_size:
-                return windowed_apply(self._whole, d, window, window // 4)
-        overlap = 0 if self.training else self.overlap
-        return windowed_apply(self._whole, d, self.window_size, overlap)
+            local = max(8, round(max(d.shape[-2] * self.local_fraction[0], d.shape[-1] * self.local_fraction[1])))
+            if window is None or local < window:
+                window, overlap = local, local // 4
+        f = windowed_apply(self._filtered, xy, window, overlap)
+        out = F.conv2d(d, self.fuse.weight[:, c:], self.fuse.bias)
+        return out.add_(F.conv2d(f, self.fuse.weight[:, :c]))
 
 
 # ----------------------------------------------------------------------------------------------------------
