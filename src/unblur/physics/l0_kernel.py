@@ -41,6 +41,9 @@ __all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_
            "informative_region", "region_in_photo", "default_kernel_size"]
 
 
+SPARSITY_TUNED_SIZE = 31  # the kernel box ``kernel_sparsity`` was tuned in (benchmarks/blind_synthetic.py)
+
+
 def pyramid_kernel_sizes(kernel_size: int, coarsest: int = 5) -> list[int]:
     """Odd kernel sizes from the coarsest level (about ``coarsest``) to ``kernel_size``, ratio ~sqrt(2)."""
     sizes = [kernel_size]
@@ -120,7 +123,8 @@ def estimate_kernel_l0(
 
     The ``refine_iters`` final refits take their natural image from :func:`natural_latent`.
     ``kernel_sparsity``: weight of a reweighted L1 penalty on the taps (per-tap Tikhonov weights
-    ``kernel_sparsity / max(|k'|, threshold * max|k'|)`` around the current kernel ``k'``; 0 turns it off).
+    ``kernel_sparsity / max(|k'|, threshold * max|k'|)`` around the current kernel ``k'``; 0 turns it off), scaled by
+    ``31 / kernel_size`` in boxes larger than 31 px (``SPARSITY_TUNED_SIZE``, the box it was tuned in).
 
     Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
     (which can change FFT rounding in the last bit) would make a batch differ from single calls.
@@ -135,7 +139,11 @@ def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay
                   iters_per_level, final_iters, refine_iters, edge_ratio, mu_max, threshold,
                   min_component_mass, kernel_cg_iters, kernel_sparsity):
     H, W = guide.shape[-2:]
-    opts = {"threshold": threshold, "min_component_mass": min_component_mass, "kernel_sparsity": kernel_sparsity}
+    # the sparsity's IRLS weights push every tap on the path with about the same force, while the data's pull on a
+    # tap shrinks with the tap (a longer shake spreads its mass over more, smaller taps): in a box larger than the
+    # one it was tuned in, the weight is scaled down with the box (never up), so a long shake keeps its faint tail
+    sparsity = kernel_sparsity * min(1.0, SPARSITY_TUNED_SIZE / kernel_size)
+    opts = {"threshold": threshold, "min_component_mass": min_component_mass, "kernel_sparsity": sparsity}
     k, lg, lp = None, lambda_grad, lambda_pixel
     for size in pyramid_kernel_sizes(kernel_size):
         r = size / kernel_size
