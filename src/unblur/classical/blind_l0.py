@@ -22,7 +22,8 @@ The kernel is estimated on the luminance, coarse to fine over a pyramid whose ke
    around the current kernel ``k'`` (one IRLS step per alternation: the taps off the shake's path pay
    up to 20 times more than those on it, so a box much larger than the shake gathers fewer spurious
    tails; in a box above 31 px, the size it was tuned in, the weight is scaled by ``31 / kernel_size``:
-   a long shake's taps are small and would lose their faint tail), masked to the observed window (no boundary artefact enters), ``kernel_cg_iters`` CG
+   a long shake's taps are small and would lose their faint tail), masked to the observed window (no
+   boundary artefact enters), ``kernel_cg_iters`` CG
    steps from a flat kernel at the first alternation of a level, then from the previous estimate;
 4. **projection** (:func:`~unblur.physics.project_kernel`): negatives clipped, taps below
    ``threshold`` x max zeroed, 8-connected components lighter than ``min_component_mass`` removed,

@@ -289,7 +289,8 @@ class FourierKernelEstimator(nn.Module):
         # The 1x1 convolutions commute with cutting the map into windows and with the blending (linear, weights that
         # sum to one): conv_x and conv_y run once on the whole map, and the fusion conv1x1(cat(f, d)) once on the
         # merged f, instead of on every (overlapping) window
-        xy = F.conv2d(d, torch.cat([self.conv_x.weight, self.conv_y.weight]), torch.cat([self.conv_x.bias, self.conv_y.bias]))
+        xy = F.conv2d(d, torch.cat([self.conv_x.weight, self.conv_y.weight]),
+                      torch.cat([self.conv_x.bias, self.conv_y.bias]))
         window, overlap = self.window_size, (0 if self.training else self.overlap)
         if self.local_fraction is not None:
             local = max(8, round(max(d.shape[-2] * self.local_fraction[0], d.shape[-1] * self.local_fraction[1])))

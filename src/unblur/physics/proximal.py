@@ -51,7 +51,8 @@ def shrink_hyper_laplacian(v: torch.Tensor, beta, alpha: float, newton_steps: in
     # only (most gradients of a photo are small), with a margin for rounding
     t = 2 * (1 - alpha) / beta
     tau = t ** (1 / (2 - alpha)) + (alpha / beta) * t ** ((alpha - 1) / (2 - alpha))
-    if not differentiable and not torch.is_tensor(beta):  # one weight, no gradient: work on the candidates alone
+    exporting = torch.compiler.is_exporting()  # a traced graph has no data-dependent shapes: all values iterate
+    if not differentiable and not torch.is_tensor(beta) and not exporting:  # one weight, no gradient: candidates only
         flat = v.reshape(-1)
         idx = (a.reshape(-1) > 0.95 * tau).nonzero().squeeze(1)
         vs = flat.index_select(0, idx)
@@ -64,10 +65,13 @@ def shrink_hyper_laplacian(v: torch.Tensor, beta, alpha: float, newton_steps: in
         wc = w_c.detach() if torch.is_tensor(w_c) else w_c
         bt = beta.detach() if torch.is_tensor(beta) else beta
         w = torch.maximum(a, wc) if torch.is_tensor(wc) else a.clamp_min(wc)
-        cand = a > 0.95 * (tau.detach() if torch.is_tensor(tau) else tau)
-        sub = [z.expand_as(a)[cand] if torch.is_tensor(z) else z for z in (a, w, bt, wc)]
-        sub[1] = _newton_root(*sub, alpha=alpha, steps=newton_steps)
-        w = w.masked_scatter(cand, sub[1])
+        if exporting:
+            w = _newton_root(a, w, bt, wc, alpha=alpha, steps=newton_steps)
+        else:
+            cand = a > 0.95 * (tau.detach() if torch.is_tensor(tau) else tau)
+            sub = [z.expand_as(a)[cand] if torch.is_tensor(z) else z for z in (a, w, bt, wc)]
+            sub[1] = _newton_root(*sub, alpha=alpha, steps=newton_steps)
+            w = w.masked_scatter(cand, sub[1])
     if differentiable:
         # one differentiable Newton step at the root: its derivative is the implicit-function one, dw/da =
         # beta / g'(w), dw/dbeta = -(w - a) / g'(w), without back-propagating through every iteration
