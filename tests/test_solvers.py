@@ -218,9 +218,10 @@ def test_data_step_image_domain_rhs_equals_targets(boundary):
     ref = step(beta=0.3, u=u, weights=(0.2, 0.2), targets=(vh, vv), cg_iters=7)
     got = step(beta=0.3, weights=(0.2, 0.2), rhs=0.2 * gradients_adjoint(vh, vv) + 0.3 * u, cg_iters=7)
     torch.testing.assert_close(got, ref, atol=1e-10, rtol=0)
-    # rhs adds to what targets give
-    half = step(beta=0.3, u=u, weights=(0.2, 0.2), targets=(vh, vv), rhs=torch.zeros_like(u), cg_iters=7)
-    torch.testing.assert_close(half, ref, atol=1e-10, rtol=0)
+    # rhs adds to what the targets and the prox centre give: half of u through rhs, half as u
+    mixed = step(beta=0.3, u=0.5 * u, weights=(0.2, 0.2), targets=(vh, vv), rhs=0.15 * u, cg_iters=7)
+    torch.testing.assert_close(mixed, ref, atol=1e-10, rtol=0)
+    assert (step(beta=0.3, u=0.5 * u, weights=(0.2, 0.2), targets=(vh, vv), cg_iters=7) - ref).abs().max() > 1e-3
 
 
 def test_masked_solve_runs_the_image_domain_pcg_iterates():

@@ -70,7 +70,7 @@ def l0_latent(y_ext, otf, d_otfs, lambda_grad, lambda_pixel, mu_max, mu_rate=3.0
     while mu < mu_max:
         gh, gv = gradients(x)
         keep = (gh * gh + gv * gv) >= lambda_grad / mu
-        # the right-hand side mu D^T g + beta u is formed in the image domain: one FFT per step, not three
+        # the right-hand side mu D^T g + beta u is formed in the image domain: one map to transform a step, not three
         rhs = mu * gradients_adjoint(gh * keep, gv * keep)
         beta = 0.0
         if lambda_pixel > 0:

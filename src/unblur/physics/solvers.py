@@ -126,7 +126,8 @@ def _is_zero(w) -> bool:
 def solve_fourier_normal(otf, y, reg_hat=0.0, rhs_hat=None, *, domain: Domain | None = None, x0=None, iters: int = 10,
                          aty_hat=None, otf_power=None):
     """``(A^T A + R) x = A^T y + b`` with ``R`` circulant (half-spectrum multiplier ``reg_hat``, real and
-    non-negative) and ``b`` given by its half spectrum ``rhs_hat``: closed form for a circular domain
+    non-negative, the spectrum of a real symmetric filter such as ``sum_i w_i |D_i|^2 + beta``: the ``valid`` solve
+    iterates on half spectra and relies on it) and ``b`` given by its half spectrum ``rhs_hat``: closed form for a circular domain
     (or none), ``iters`` CG steps preconditioned by ``(|K|^2 + R)^-1`` from ``x0`` (default
     ``domain.extend(y)``) for a ``valid`` domain. ``aty_hat``: ``conj(K) F(y)`` when the caller already
     has it (loops over the same observation), and ``otf_power`` ``|K|^2``. Returns the domain-size image in ``y``'s
