@@ -368,7 +368,7 @@ def test_deeprftv2_tiny_odd_sizes_and_outputs():
     assert torch.equal(outs[-1][0], y) and torch.isfinite(y).all()
 
 
-def test_estimate_filters_windows_and_identity_init():
+def test_estimate_filters_windows_and_identity_init(monkeypatch):
     """The FKE's feature filters are reported by estimate_filters; DeepRFTv2 has no physical kernel."""
     torch.manual_seed(0)
     model = M.create("deeprftv2-tiny", windows=(32, 16), overlaps=(8, 4)).eval()
@@ -389,6 +389,17 @@ def test_estimate_filters_windows_and_identity_init():
     assert k.shape == (1, 4, 65, 65) and (k >= 0).all()
     torch.testing.assert_close(k.sum((-2, -1)), torch.ones(1, 4), atol=1e-4, rtol=0)
     assert k[..., :16, :].abs().sum() == 0  # beyond the window's 32 x 32 support
+    # windows run in groups at inference (FourierKernelEstimator.eval_group): per image and window, the filters are
+    # those of one call with every window
+    from unblur.models.deeprftv2 import FourierKernelEstimator
+
+    assert FourierKernelEstimator.eval_group is not None and FourierKernelEstimator.eval_group < 4
+    with torch.no_grad():
+        grouped = model.estimate_filters(x, size=9)
+        monkeypatch.setattr(FourierKernelEstimator, "eval_group", None)
+        whole = model.estimate_filters(x, size=9)
+    assert (whole[0] - whole[1]).abs().max() > 1e-3  # two different images: an order mix-up would show
+    torch.testing.assert_close(grouped, whole, atol=1e-6, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------------ fused blocks

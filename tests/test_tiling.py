@@ -10,6 +10,7 @@ from unblur.inference.tiling import (
     tile_starts,
     tile_window,
     tiled_apply,
+    window_starts,
 )
 
 
@@ -124,9 +125,9 @@ def test_probe_and_choose_tile_size():
 # --------------------------------------------------------------------------- window mode (inside models)
 
 
-def _frozen_windowed_apply(fn, x, window, overlap=0):
+def _frozen_windowed_apply(fn, x, window, overlap=0, group=None):
     """The window tiler as it stood inside ``models/deeprftv2.py`` before it moved to the one tiler (frozen copy:
-    the reference that the moved implementation must reproduce)."""
+    the reference that the moved implementation must reproduce; all windows in one call, whatever ``group``)."""
 
     def starts(n, w, o):
         w = min(w, n)
@@ -182,20 +183,21 @@ def test_window_mode_matches_the_frozen_model_tiler_on_shipped_deeprftv2(monkeyp
     x = torch.rand(1, 3, 72, 56, generator=torch.Generator().manual_seed(3))
     calls = []
 
-    def counting(fn, t, window, overlap=0):
-        calls.append((tuple(t.shape[-2:]), window))
-        return windowed_apply(fn, t, window, overlap)
+    def counting(fn, t, window, overlap=0, group=None):
+        calls.append((tuple(t.shape[-2:]), window, group))
+        return windowed_apply(fn, t, window, overlap, group=group)
 
     monkeypatch.setattr(D, "windowed_apply", counting)
     with torch.inference_mode():
         new = model(x)
-    assert any(max(hw) > w for hw, w in calls)  # windowing was active, not the whole-image shortcut
+    assert any(max(hw) > w for hw, w, _ in calls)  # windowing was active, not the whole-image shortcut
+    assert {g for _, _, g in calls} == {D.FourierKernelEstimator.eval_group}  # in groups at inference
     monkeypatch.setattr(D, "windowed_apply", _frozen_windowed_apply)
     with torch.inference_mode():
         old = model(x)
     torch.testing.assert_close(new, old, atol=1e-6, rtol=0)
     # Negative control: another overlap changes the output by far more than the tolerance.
-    monkeypatch.setattr(D, "windowed_apply", lambda fn, t, window, overlap=0: _frozen_windowed_apply(fn, t, window, 0))
+    monkeypatch.setattr(D, "windowed_apply", lambda fn, t, window, overlap=0, group=None: _frozen_windowed_apply(fn, t, window, 0))
     with torch.inference_mode():
         other = model(x)
     assert (other - old).abs().max() > 1e-4
@@ -251,6 +253,28 @@ def test_windowed_apply_keeps_channels_last_and_its_values():
         got = windowed_apply(conv, x.contiguous(memory_format=torch.channels_last), 16, 4)
     assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("group", [1, 2, 5])
+def test_windowed_apply_in_groups_gives_the_same_result_with_at_most_group_windows_per_call(group):
+    from unblur.inference.tiling import windowed_apply
+
+    x = torch.rand(2, 4, 30, 41, generator=torch.Generator().manual_seed(1))
+    conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+    sizes = []
+
+    def fn(t):
+        sizes.append(t.shape[0])
+        return conv(t)
+
+    with torch.no_grad():
+        ref = _frozen_windowed_apply(conv, x, 16, 4)
+        got = windowed_apply(fn, x, 16, 4, group=group)
+    n_windows = len(window_starts(30, 16, 4)) * len(window_starts(41, 16, 4))
+    assert sum(sizes) == 2 * n_windows and max(sizes) == 2 * min(group, n_windows)  # batch 2: 2 entries a window
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="group"):
+        windowed_apply(conv, x, 16, 4, group=0)
 
 
 def _astronaut(size: int) -> torch.Tensor:

@@ -220,43 +220,57 @@ def _linear_ramp(start: int, length: int, n: int, overlap: int, device, dtype) -
 
 
 def windowed_apply(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int | None, overlap: int = 0
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int | None, overlap: int = 0,
+    group: int | None = None,
 ) -> torch.Tensor:
     """Window mode of the tiler, for layers inside models (e.g. DeepRFTv2's per-window kernel estimator):
     apply ``fn`` (a (N, C, h, w) -> (N, C', h, w) map) per window of ``x`` (B, C, H, W) and merge.
 
     Unlike :func:`tiled_apply` (whole networks on large photos, memory-bound, tiles run in batches), the window
-    layout is part of the model's definition: all windows of ``min(window, H) x min(window, W)`` (see
-    :func:`window_starts`) go through one call of ``fn``, and the result stays differentiable. Overlapping parts
-    are blended with weights that ramp linearly over ``overlap`` pixels at inner window edges, normalised to sum
-    to one, so a position-independent ``fn`` gives exactly its whole-image result. With ``overlap=0`` and sizes
-    divisible by the window this is a plain partition (training). ``window=None`` or a window at least as large
-    as ``x`` calls ``fn(x)`` directly.
+    layout is part of the model's definition: the windows of ``min(window, H) x min(window, W)`` (see
+    :func:`window_starts`) go through ``fn`` stacked on the batch dimension, and the result stays differentiable.
+    Overlapping parts are blended with weights that ramp linearly over ``overlap`` pixels at inner window edges,
+    normalised to sum to one, so a position-independent ``fn`` gives exactly its whole-image result. With
+    ``overlap=0`` and sizes divisible by the window this is a plain partition (training). ``window=None`` or a
+    window at least as large as ``x`` calls ``fn(x)`` directly.
+
+    ``group``: at most this many windows per call of ``fn`` (``None``: all in one call). ``fn`` must treat the
+    batch entries independently; the result is the same, and the cut windows and ``fn``'s intermediate maps
+    then only exist for one group at a time (inference on a CPU: a 720p photo's 15 windows of 384 px make
+    feature maps of hundreds of MB, whose first use costs page faults; ``benchmarks/cpu_path.md``).
     """
     B, C, H, W = x.shape
     if window is None or (H <= window and W <= window):
         return fn(x)
+    if group is not None and group < 1:
+        raise ValueError(f"windowed_apply: group must be >= 1 or None, got {group}")
     wh, ww = min(window, H), min(window, W)
     oy, ox = min(overlap, wh - 1), min(overlap, ww - 1)
     ys, xs = window_starts(H, wh, oy), window_starts(W, ww, ox)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
     fmt = torch.channels_last if is_channels_last(x) else None
-    patches = torch.stack([x[..., y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in boxes], 1)
-    patches = patches.reshape(B * len(boxes), C, wh, ww)
-    if fmt is not None:  # keep x's layout (the stacked windows would be neither layout: every conv would copy them)
-        patches = patches.contiguous(memory_format=fmt)
-    out = fn(patches)
-    out = out.reshape(B, len(boxes), *out.shape[1:])
-    acc = out.new_zeros(B, out.shape[2], H, W)
-    if fmt is not None:
-        acc = acc.contiguous(memory_format=fmt)
-    wsum = out.new_zeros(H, W)
-    for k, (y0, x0) in enumerate(boxes):
-        wy = _linear_ramp(y0, wh, H, oy, out.device, out.dtype)
-        wx = _linear_ramp(x0, ww, W, ox, out.device, out.dtype)
-        wk = wy[:, None] * wx[None, :]
-        acc[..., y0 : y0 + wh, x0 : x0 + ww] += out[:, k] * wk
-        wsum[y0 : y0 + wh, x0 : x0 + ww] += wk
+    group = len(boxes) if group is None else group
+    acc = wsum = None
+    for g in range(0, len(boxes), group):
+        part = boxes[g : g + group]
+        patches = torch.stack([x[..., y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in part], 1)
+        patches = patches.reshape(B * len(part), C, wh, ww)
+        if fmt is not None:  # keep x's layout (the stacked windows would be neither layout: every conv would copy them)
+            patches = patches.contiguous(memory_format=fmt)
+        out = fn(patches)
+        del patches
+        out = out.reshape(B, len(part), *out.shape[1:])
+        if acc is None:
+            acc = out.new_zeros(B, out.shape[2], H, W)
+            if fmt is not None:
+                acc = acc.contiguous(memory_format=fmt)
+            wsum = out.new_zeros(H, W)
+        for k, (y0, x0) in enumerate(part):
+            wy = _linear_ramp(y0, wh, H, oy, out.device, out.dtype)
+            wx = _linear_ramp(x0, ww, W, ox, out.device, out.dtype)
+            wk = wy[:, None] * wx[None, :]
+            acc[..., y0 : y0 + wh, x0 : x0 + ww] += out[:, k] * wk
+            wsum[y0 : y0 + wh, x0 : x0 + ww] += wk
     return acc / wsum
 
 

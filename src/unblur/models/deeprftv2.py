@@ -228,6 +228,7 @@ class FourierKernelEstimator(nn.Module):
     # Set by RestorationModel.local_statistics on large inputs: estimate per window of this fraction of the map
     # (overlapping, blended) instead of one transfer function for the whole map, like the training crops.
     local_fraction: tuple[float, float] | None = None
+    eval_group: int | None = 2  # windows per call at inference (memory; windowed_apply's ``group``)
 
     def __init__(
         self,
@@ -296,7 +297,8 @@ class FourierKernelEstimator(nn.Module):
             local = max(8, round(max(d.shape[-2] * self.local_fraction[0], d.shape[-1] * self.local_fraction[1])))
             if window is None or local < window:
                 window, overlap = local, local // 4
-        f = windowed_apply(self._filtered, xy, window, overlap)
+        group = None if self.training else self.eval_group
+        f = windowed_apply(self._filtered, xy, window, overlap, group=group)
         out = F.conv2d(d, self.fuse.weight[:, c:], self.fuse.bias)
         return out.add_(F.conv2d(f, self.fuse.weight[:, :c]))
 
@@ -553,10 +555,12 @@ class DeepRFTv2(RestorationModel):
         fke.capture = []
         try:
             self._forward(xp)
-            otf, (h, w) = fke.capture[-1]
+            captured = fke.capture  # one entry per group of windows (eval_group), each (B * n_g, C, h, w // 2 + 1)
         finally:
             fke.capture = None
         B = xp.shape[0]
+        (h, w) = captured[0][1]
+        otf = torch.cat([o.reshape(B, -1, *o.shape[1:]) for o, _ in captured], 1).flatten(0, 1)
         kh, kw = min(size, h), min(size, w)
         psf = otf2psf(otf.mean(1), (h, w), (kh, kw))  # (B * n, kh, kw)
         top, left = size // 2 - kh // 2, size // 2 - kw // 2
