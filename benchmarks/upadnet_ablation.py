@@ -1,13 +1,15 @@
 """UPADNet's claim, tested: amplitude/phase LMMSE data steps against the image-domain twin (the same unrolled
 network whose data step is the complex LMMSE, i.e. the core's closed-form image step), at three noise levels and
-with two amounts of training data.
+with two amounts of training data; the other blind methods at the same noise levels alongside.
 
 Test pairs: Kodak24 with `benchmarks/motion_kodak24.py`'s seeded motion kernels (31 px, `valid` blur, 8-bit), at
-Gaussian noise sigma 0.01, 0.03 and 0.05. Each ``--model LABEL MODEL WEIGHTS`` is scored (PSNR, SSIM, kernel PSNR
-within 4 px); the training runs behind the committed table are `benchmarks/upadnet_ablation_train.sh`.
+Gaussian noise sigma 0.01, 0.03 and 0.05. Each ``--model LABEL MODEL WEIGHTS`` and each ``--classical METHOD`` is
+scored (PSNR, SSIM, kernel PSNR within 4 px); the runs behind the committed table are
+`benchmarks/upadnet_ablation_train.sh`.
 
     python benchmarks/upadnet_ablation.py --model "UPADNet, all" upadnet-tiny runs/abl-ap-all.safetensors \\
-        --model "image twin, all" upadnet-tiny:decomposition=image runs/abl-im-all.safetensors [--limit N]
+        --model "image twin, all" upadnet-tiny:decomposition=image runs/abl-im-all.safetensors \\
+        --model gdunet-tiny.motion gdunet-tiny.motion - --classical blind-l0 [--limit N]
 
 ``MODEL`` may carry constructor arguments after colons (``upadnet-tiny:decomposition=image``).
 """
@@ -22,7 +24,7 @@ from unblur.metrics import kernel_psnr, psnr, ssim
 from unblur.models import create
 
 from _common import emit, run_line, photos_in  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from motion_kodak24 import KERNEL_SIZE, SEED, degrade, network, quantise  # noqa: E402
+from motion_kodak24 import KERNEL_SIZE, SEED, classical, degrade, network, quantise  # noqa: E402
 
 SIGMAS = (0.01, 0.03, 0.05)
 
@@ -34,6 +36,11 @@ def build(model: str, weights: str) -> torch.nn.Module:
     if weights == "-":
         return create(name, pretrained="." in name, **args).eval()
     return create(name, weights=weights, **args).eval()
+
+def _built(name: str, weights: str):
+    model = build(name, weights)
+    return f"{sum(p.numel() for p in model.parameters()):,}", network(model)
+
 
 def _value(v: str):
     for cast in (int, float):
@@ -47,12 +54,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/test/Kodak24")
     ap.add_argument("--model", action="append", nargs=3, default=[], metavar=("LABEL", "MODEL", "WEIGHTS"),
-                    required=True, help="a row: its label, MODEL[:key=value...] and a weights file (-: shipped or as built)")
+                    help="a row: its label, MODEL[:key=value...] and a weights file (-: shipped or as built)")
+    ap.add_argument("--classical", action="append", default=[], metavar="METHOD",
+                    help="a row for a classical blind method (unblur.classical), e.g. blind-l0")
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS))
     ap.add_argument("--limit", type=int, default=None, help="first N images only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the markdown table here (default: print only)")
     args = ap.parse_args(argv)
+    if not args.model and not args.classical:
+        ap.error("give at least one --model or --classical row")
     paths = photos_in(args.data, args.limit)
     if paths is None:
         return 0
@@ -61,10 +72,10 @@ def main(argv=None) -> int:
     rows = [("blurred input", "-", {s: (sum(psnr(p["blurred"], p["sharp"]).item() for p in ps) / len(ps),
                                          sum(ssim(p["blurred"], p["sharp"]).item() for p in ps) / len(ps), None)
                                      for s, ps in sets.items()})]
-    for label, name, weights in args.model:
-        model = build(name, weights)
-        params = sum(p.numel() for p in model.parameters())
-        run, scores = network(model), {}
+    entries = [(label, *_built(name, weights)) for label, name, weights in args.model]
+    entries += [(f"{m} (classical)", "-", classical(m, known=False)) for m in args.classical]
+    for label, params, run in entries:
+        scores = {}
         for s, pairs in sets.items():
             ps, ss, kp = [], [], []
             for pr in pairs:
@@ -72,11 +83,12 @@ def main(argv=None) -> int:
                 out = quantise(out)
                 ps.append(psnr(out, pr["sharp"]).item())
                 ss.append(ssim(out, pr["sharp"]).item())
-                kp.append(kernel_psnr(k, pr["kernel"], max_shift=4))
+                if k is not None:
+                    kp.append(kernel_psnr(k, pr["kernel"], max_shift=4))
             n = len(pairs)
-            scores[s] = (sum(ps) / n, sum(ss) / n, sum(kp) / n)
+            scores[s] = (sum(ps) / n, sum(ss) / n, sum(kp) / n if kp else None)
             print(f"{label} sigma {s}: {scores[s][0]:.2f} dB", file=sys.stderr)
-        rows.append((label, f"{params:,}", scores))
+        rows.append((label, params, scores))
     cols = " | ".join(f"sigma {s}: PSNR / SSIM / kernel PSNR" for s in args.sigmas)
     table = [f"| model | parameters | {cols} |", "|---|---|" + "---|" * len(args.sigmas)]
     for label, params, scores in rows:
@@ -90,8 +102,8 @@ def main(argv=None) -> int:
         f"- {len(paths)} Kodak24 images, blurred size {h}x{w}, motion kernels {KERNEL_SIZE}x{KERNEL_SIZE} seeded "
         f"from {SEED} (as benchmarks/motion_kodak24.py), Gaussian noise at each sigma, 8-bit input and output",
         "- kernel PSNR: final stage kernel against the true one, best integer shift within 4 px",
-        "- training of each row: benchmarks/upadnet_ablation_train.sh (same config, steps, seed and start for both "
-        "decompositions; only the data step and the training photos differ)",
+        "- the runs behind each row: benchmarks/upadnet_ablation_train.sh (the two decompositions fitted the same way "
+        "from the same start, on the same pairs; only the data step and the training photos differ)",
         "",
     ] + table
     emit(lines, args.out)

@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
-# The training runs behind benchmarks/upadnet_ablation.md: UPADNet-tiny and its image-domain twin, each trained
-# the same way (configs/upadnet-tiny-motion.yaml: the same start from gdunet-tiny.motion, seed, steps and noise up
-# to 0.05) on all training photos of CBSD432 (416 after the 16 held out) and on the first 50 of them only.
-# Resumable: a finished run is skipped, an interrupted one continues from its last.pt. Then scores all four.
-#   bash benchmarks/upadnet_ablation_train.sh            (STEPS=400 RUNS=runs/upadnet-ablation by default)
+# The runs behind benchmarks/upadnet_ablation.md: UPADNet-tiny (L0-initialised design) and its image-domain twin,
+# each fitted the same way by scripts/upadnet_fit.py (the same start, gdunet-tiny.motion, the same 416 training
+# pairs from CBSD432 with noise up to 0.05, seed and steps) on the pairs of all training photos and on those of
+# the first 50 only; then the table with the other blind methods at the same noise levels.
+# The pairs are made once (runs/upadnet-fit/pairs.pt, about 17 minutes on 2 cores); each fit takes about a minute.
+#   bash benchmarks/upadnet_ablation_train.sh            (RUNS=runs/upadnet-fit by default)
 set -euo pipefail
-STEPS=${STEPS:-400}
-RUNS=${RUNS:-runs/upadnet-ablation}
-UNBLUR=${UNBLUR:-unblur}
+RUNS=${RUNS:-runs/upadnet-fit}
+PY=${PY:-python}
 rows=()
 for dec in amplitude-phase image; do
   for data in all 50; do
-    dir=$RUNS/$dec-$data
-    limit=(); [ "$data" = 50 ] && limit=(train.data.max_images=50)
-    if [ ! -f "$dir/export.safetensors" ]; then
-      resume=(); [ -f "$dir/last.pt" ] && resume=(--resume "$dir/last.pt")
-      "$UNBLUR" train configs/upadnet-tiny-motion.yaml "${resume[@]}" model.args.decomposition=$dec \
-        train.steps=$STEPS val.every=$STEPS run.keep_every=0 run.dir=$dir "${limit[@]}"
-      "$UNBLUR" export "$dir/last.pt" "$dir/export.safetensors"
-    fi
+    name=$dec-$data
+    photos=(); [ "$data" = 50 ] && photos=(--photos 50)
+    [ -f "$RUNS/$name.safetensors" ] || "$PY" scripts/upadnet_fit.py --out "$RUNS" --decomposition $dec \
+      --name "$name" "${photos[@]}"
     label="UPADNet (amplitude/phase)"; [ $dec = image ] && label="image-domain twin"
-    rows+=(--model "$label, $data training photos" "upadnet-tiny:decomposition=$dec" "$dir/export.safetensors")
+    rows+=(--model "$label, pairs of $data training photos" "upadnet-tiny:decomposition=$dec" "$RUNS/$name.safetensors")
   done
 done
-python benchmarks/upadnet_ablation.py "${rows[@]}" --out benchmarks/upadnet_ablation.md
+"$PY" benchmarks/upadnet_ablation.py "${rows[@]}" --model "gdunet-tiny.motion (closed LMMSE gates)" \
+  gdunet-tiny.motion - --model deeprftv2-tiny.motion deeprftv2-tiny.motion - \
+  --model nafnet-tiny.motion nafnet-tiny.motion - --classical blind-l0 --out benchmarks/upadnet_ablation.md

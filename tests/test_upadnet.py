@@ -100,7 +100,7 @@ def test_both_decompositions_return_physical_kernels_and_finite_images(decomposi
     x = torch.rand(2, 3, 41, 37, generator=torch.Generator().manual_seed(4)) * 0.8 + 0.1
     with torch.inference_mode():
         out = net.forward_train(x)
-    assert len(out["outputs"]) == net.stages + 1 and len(out["kernels"]) == net.stages
+    assert len(out["outputs"]) == net.stages + (0 if net.l0 else 1) and len(out["kernels"]) == net.stages
     assert out["outputs"][-1][0].shape == x.shape and torch.isfinite(out["outputs"][-1][0]).all()
     for k in out["kernels"]:
         assert (k >= 0).all()
@@ -121,13 +121,47 @@ def test_starts_from_gdunet_weights_and_refuses_bad_arguments():
     net = _net(init_from="gdunet-tiny.motion")
     ref = M.create("gdunet-tiny.motion", pretrained=True).state_dict()
     mine = net.state_dict()
-    # the shipped GDUNet starts from the L0 estimate (no blind start, one kernel update fewer): what has the same
-    # name and shape is carried over, the rest keeps its initial values
-    shared = [k for k in ref if k in mine and mine[k].shape == ref[k].shape]
-    assert "proxes.2.ending.weight" in shared and "kernel_proxes.0.inp.weight" in shared
-    for key in shared:
+    # the L0-initialised design shares every GDUNet module; only the LMMSE steps are its own
+    assert sorted(set(mine) - set(ref)) == ["lmmse_gates", "log_amp_var", "log_noise", "log_phase_var"]
+    for key in ref:
         assert torch.equal(mine[key], ref[key]), key
+    # the earlier blind-start design: what has the same name and shape is carried over
+    old = _net(init_from="gdunet-tiny.motion", kernel_init="start")
+    assert not old.l0 and "start.intro.weight" in old.state_dict()
+    shared = [k for k in ref if k in old.state_dict() and old.state_dict()[k].shape == ref[k].shape]
+    assert "proxes.2.ending.weight" in shared and "kernel_proxes.0.inp.weight" in shared
     with pytest.raises(InputError, match="decomposition"):
         M.create("upadnet-tiny", decomposition="polar")
     with pytest.raises(InputError, match="profile_bins"):
         M.create("upadnet-tiny", profile_bins=1)
+
+
+@pytest.mark.parametrize("decomposition", ["amplitude-phase", "image"])
+def test_closed_lmmse_gates_give_gdunet_exactly_and_an_opened_gate_refines_the_hqs_image(decomposition):
+    """The L0-initialised design is GDUNet's stages with an LMMSE refinement ``v + g (x^ - v)`` of each HQS image:
+    with the gates at 0 the output is ``gdunet-tiny.motion``'s to the bit, an opened gate changes it, and the
+    refinement is the LMMSE estimate computed on the periodic extension with the prior centred on the HQS image."""
+    from unblur.physics import Domain
+
+    gd = M.create("gdunet-tiny.motion", pretrained=True).eval()
+    net = _net(init_from="gdunet-tiny.motion", decomposition=decomposition)
+    x = torch.rand(1, 3, 48, 44, generator=torch.Generator().manual_seed(6)) * 0.8 + 0.1
+    with torch.inference_mode():
+        ref, closed = gd(x), net(x)
+    assert torch.equal(ref, closed)
+    with torch.no_grad():
+        net.lmmse_gates.fill_(0.1 / 10)  # GATE_SCALE: an effective gate of 0.1
+    with torch.inference_mode():
+        opened = net(x)
+    assert (opened - ref).abs().max() > 1e-4
+    # one stage by hand: HQS image v, LMMSE x^ of the extended observation around v, then v + 0.1 (x^ - v)
+    k = torch.zeros(1, 1, 31, 31)
+    k[..., 15, 12:19] = 1 / 7
+    sigma = torch.full((1, 1, 1, 1), 0.01)
+    with torch.inference_mode():
+        shared = net._l0_step_inputs(x, sigma)
+        got = net._l0_image_step(0, x, k, sigma, shared)
+        v = net._hqs_step(0, x, k, sigma)
+        dom = Domain(x.shape[-2:], (31, 31))
+        xe = net._image_step(0, dom.extend(v), dom.extend(x), dom.otf(k), None, shared)
+    torch.testing.assert_close(got, v + 0.1 * (dom.crop(xe) - v), atol=1e-6, rtol=0)

@@ -17,7 +17,7 @@ choices where the paper is silent: ``docs/models/gdunet.md``)::
 ``a_t`` and ``c_t`` are learned gates that start at 0: an untrained stage is the classical HQS step with its
 kernel, and training lets the learned modules in only as far as they help.
 
-The earlier blind-start design (``kernel_init="start"``, still UPADNet's skeleton; ``ext``: the smooth periodic
+The earlier blind-start design (``kernel_init="start"``, also UPADNet's earlier design; ``ext``: the smooth periodic
 extension of :class:`~unblur.physics.Domain`)::
 
     u_0 = ext(y) + P_0(ext(y))                               blind start: a NAFNet sharpens the photo
@@ -324,6 +324,14 @@ class GDUNet(RestorationModel):
         return mixture_hqs(y, k, mix, lam=lam, betas=self.log_betas[t].float().exp().unbind(), shrink=shrink,
                            cg_iters=self.hqs_cg)
 
+    def _l0_step_inputs(self, y: torch.Tensor, sigma: torch.Tensor) -> dict:
+        """What every ``"l0"`` image step needs from the observation alone, computed once per forward pass."""
+        return {}
+
+    def _l0_image_step(self, t: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor, shared: dict):
+        """Stage ``t``'s image before its proximal net (``"l0"``): the HQS step (UPADNet refines it)."""
+        return self._hqs_step(t, y, k, sigma)
+
     def _forward_l0(self, y: torch.Tensor) -> dict:
         iters = self.train_init_iters if self.training else self.init_iters
         with torch.no_grad():  # hard thresholds and loops: a starting point, not a learned part
@@ -331,11 +339,12 @@ class GDUNet(RestorationModel):
                                       final_iters=iters[1], refine_iters=iters[2],
                                       kernel_sparsity=self.init_sparsity)
         sigma = estimate_noise_sigma(y.detach().float()).clamp_min(1e-3)
+        shared = self._l0_step_inputs(y, sigma)
         outputs, kernels, u, feat = [], [], None, None
         for t in range(self.stages):
             if t:
                 k = self._kernel(t - 1, u, y, feat, previous=k)
-            u, feat = self._apply_prox(self.proxes[t], self._hqs_step(t, y, k, sigma),
+            u, feat = self._apply_prox(self.proxes[t], self._l0_image_step(t, y, k, sigma, shared),
                                        self.prox_gates[t] * GATE_SCALE)
             outputs.append((u, 1.0))
             kernels.append(k)

@@ -3,26 +3,30 @@ Deblurring", 2026): an unrolled blind deblurring network whose data step estimat
 *amplitude* and *phase* separately, each by a linear minimum-mean-squared-error (LMMSE) estimator.
 
 Only the paper's abstract and introduction are known; the derivation is ours (``docs/models/upadnet.md``). The
-network keeps GDUNet's blind skeleton (a NAFNet blind start, per stage a kernel update and an image update, NAFNet
-proximal modules) and replaces the image update::
+shipped sizes (``kernel_init="l0"``) keep GDUNet's L0-initialised skeleton and refine every stage's HQS image
+(the image-domain prior step) with the LMMSE estimators::
 
-    u_0 = ext(y) + P_0(ext(y))
+    k_1 = L0 coarse-to-fine kernel estimate of y (no gradient)
     for t = 1 .. T:
-        k_t = kernel update (as GDUNet: closed-form gradient-domain least squares, kernel prox, attention, fusion)
-        U   = F(u_{t-1}),  s2 = n_t sigma(y)^2 H W                      noise of a spectrum coefficient
-        A^, phi^ = LMMSE of amplitude and phase of X from Y = F(ext y), K_t = F(k_t), prior centred on U with
-                   relative variances v_a,t(|w|), v_p,t(|w|)               physics.amplitude_phase_lmmse
-        u_t = x^ + P_t(x^),  x^ = F^-1(A^ exp(i phi^))
-    return crop(u_T) and k_1 .. k_T
+        k_t = k_1 for t = 1, else GDUNet's kernel update on u_{t-1}, fused with k_{t-1}
+        v_t = HQS_t(y, k_t)                                               GDUNet's image step
+        A^, phi^ = LMMSE of amplitude and phase of X from Y = F(ext y), K_t = F(k_t), prior centred on
+                   V = F(ext v_t) with relative variances v_a,t(|w|), v_p,t(|w|)   physics.amplitude_phase_lmmse
+        u_t = v_t + g_t (crop F^-1(A^ exp(i phi^)) - v_t)                 gate g_t, starts at 0
+        u_t = u_t + a_t P_t(u_t)                                          GDUNet's gated proximal net
+    return u_T and k_1 .. k_T
+
+With every ``g_t = 0`` the network is GDUNet. ``kernel_init="start"`` builds the earlier design (a NAFNet blind
+start, GDUNet's first kernel updates, the LMMSE step centred on ``u_{t-1}`` as the whole image step).
 
 Learned per stage (the quantities the derivation fixes): the prior variance profiles ``v_a, v_p`` over the radial
-frequency (``profile_bins`` values, linearly interpolated) and the noise scale ``n_t``; the noise level ``sigma`` is
-estimated from the photo (:func:`unblur.physics.estimate_noise_sigma`).
+frequency (``profile_bins`` values, linearly interpolated), the noise scale ``n_t`` and the gate ``g_t``; the noise
+level ``sigma`` is estimated from the photo (:func:`unblur.physics.estimate_noise_sigma`).
 
 ``decomposition="image"`` builds the ablation twin (benchmarks/upadnet_ablation.py): the same network whose data
 step is the complex LMMSE of the same statistical model, i.e. the core's closed-form image step
 ``argmin |K X - Y|^2 + beta |X - U|^2`` with ``beta = s2 / (v |U|^2)``: one prior profile instead of two (the
-twin has ``T x profile_bins`` fewer parameters, 24 of about 0.8 M in the tiny size).
+twin has ``T x profile_bins`` fewer parameters: 24 in the tiny size).
 
 Example:
     >>> import torch
@@ -40,11 +44,12 @@ import torch
 import torch.nn as nn
 
 from ..errors import InputError
+from ..physics.boundary import Domain
 from ..physics.fft import irfft2, rfft2
 from ..physics.noise import estimate_noise_sigma
 from ..physics.polar import amplitude_phase_lmmse, complex_lmmse_beta, radial_frequency
 from ..physics.solvers import FourierDataStep
-from .gdunet import GDUNet
+from .gdunet import GATE_SCALE, GDUNet
 from .registry import register_model, register_weights
 
 __all__ = ["UPADNet"]
@@ -64,13 +69,14 @@ def _profile(values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
 @register_model(
     "upadnet",
     {
-        # GDUNet's sizes (docs/models/upadnet.md): a tiny size can start from gdunet-tiny.motion (init_from)
-        "tiny": dict(stages=3, kernel_size=31, start_width=12, start_blocks=(1, 1, 1, 2), width=8, levels=2,
-                     blocks=1, edge_ratio=10.0),
-        "small": dict(stages=3, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 4), width=24, levels=3,
-                      blocks=2, edge_ratio=10.0),
-        "paper": dict(stages=5, kernel_size=31, start_width=32, start_blocks=(1, 1, 1, 16), width=32, levels=4,
-                      blocks=2, edge_ratio=10.0),
+        # GDUNet's sizes and L0-initialised skeleton (docs/models/upadnet.md): a size starts from the GDUNet weights
+        # of the same size (init_from), whose modules it shares by name
+        "tiny": dict(stages=3, kernel_size=31, width=8, levels=2, blocks=1, prior_width=4, edge_ratio=10.0,
+                     kernel_init="l0"),
+        "small": dict(stages=3, kernel_size=31, width=24, levels=3, blocks=2, prior_width=16, edge_ratio=10.0,
+                      kernel_init="l0"),
+        "paper": dict(stages=5, kernel_size=31, width=32, levels=4, blocks=2, prior_width=32, edge_ratio=10.0,
+                      kernel_init="l0"),
     },
 )
 class UPADNet(GDUNet):
@@ -86,10 +92,12 @@ class UPADNet(GDUNet):
     """
 
     def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
-                 width: int = 8, levels: int = 2, blocks: int = 1, gamma: float = 0.01, in_channels: int = 3,
-                 start_from: str | None = None, edge_ratio: float = 10.0, decomposition: str = "amplitude-phase",
-                 profile_bins: int = 8, amp_var: float = 1.0, phase_var: float = 1.0, noise_scale: float = 1.0,
-                 init_from: str | None = None):
+                 width: int = 8, levels: int = 2, blocks: int = 1, prior_width: int = 4, gamma: float = 0.01,
+                 in_channels: int = 3, start_from: str | None = None, edge_ratio: float = 10.0,
+                 kernel_init: str = "l0", hqs_iters: int = 13, hqs_cg: int = 8, hqs_rate: float = 2.0,
+                 init_iters=(5, 6, 2), train_init_iters=(2, 3, 0), init_sparsity: float = 0.05,
+                 decomposition: str = "amplitude-phase", profile_bins: int = 8, amp_var: float = 1.0,
+                 phase_var: float = 1.0, noise_scale: float = 1.0, init_from: str | None = None):
         if decomposition not in DECOMPOSITIONS:
             raise InputError(f"UPADNet: decomposition must be one of {', '.join(DECOMPOSITIONS)}, got {decomposition!r}")
         if int(profile_bins) < 2:
@@ -97,14 +105,19 @@ class UPADNet(GDUNet):
         self.decomposition, self._bins = decomposition, int(profile_bins)
         self._inits = (amp_var, phase_var, noise_scale)
         super().__init__(stages=stages, kernel_size=kernel_size, start_width=start_width, start_blocks=start_blocks,
-                         width=width, levels=levels, blocks=blocks, gamma=gamma, in_channels=in_channels,
-                         start_from=start_from, edge_ratio=edge_ratio)
+                         width=width, levels=levels, blocks=blocks, prior_width=prior_width, gamma=gamma,
+                         in_channels=in_channels, start_from=start_from, edge_ratio=edge_ratio,
+                         kernel_init=kernel_init, hqs_iters=hqs_iters, hqs_cg=hqs_cg, hqs_rate=hqs_rate,
+                         init_iters=init_iters, train_init_iters=train_init_iters, init_sparsity=init_sparsity)
         if init_from:
             self._init_from(init_from)
 
     def _build_image_steps(self, channels: int, prior_width: int, beta: float, weight: float) -> None:
         amp_var, phase_var, noise_scale = self._inits
         T, R = self.stages, self._bins
+        if self.l0:  # GDUNet's HQS steps, then the LMMSE refinement through a gate that starts at 0
+            super()._build_image_steps(channels, prior_width, beta, weight)
+            self.lmmse_gates = nn.Parameter(torch.zeros(T))
         self.log_amp_var = nn.Parameter(torch.full((T, R), math.log(amp_var)))  # the twin's prior variance
         if self.decomposition == "amplitude-phase":
             self.log_phase_var = nn.Parameter(torch.full((T, R), math.log(phase_var)))
@@ -138,10 +151,27 @@ class UPADNet(GDUNet):
         X = amplitude_phase_lmmse(shared["Y"], otf, U, amp_var, phase_var, noise_var, shared["floor"])
         return irfft2(X, s=u.shape[-2:]).to(u.dtype)
 
+    def _l0_step_inputs(self, y: torch.Tensor, sigma: torch.Tensor) -> dict:
+        dom = Domain(y.shape[-2:], (self.kernel_size, self.kernel_size), device=y.device)
+        y_ext = dom.extend(y.float())
+        return {**self._image_step_inputs(y_ext), "dom": dom, "y_ext": y_ext}
+
+    def _l0_image_step(self, t: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor, shared: dict):
+        """HQS image ``v`` of stage ``t``, then ``v + g_t (x^ - v)``: ``x^`` the LMMSE estimate (amplitude and phase,
+        or the twin's complex one) with the prior centred on ``v``, on the periodic extension (module doc)."""
+        v = self._hqs_step(t, y, k, sigma)
+        gate = self.lmmse_gates[t] * GATE_SCALE
+        if not self.training and not bool(gate):  # a closed gate: exactly the HQS image, without the FFTs
+            return v
+        dom = shared["dom"]
+        x = self._image_step(t, dom.extend(v.float()), shared["y_ext"], dom.otf(k.float()), None, shared)
+        return v + gate * (dom.crop(x).to(v.dtype) - v)
+
 register_weights(
     "upadnet-tiny", "motion", blind=True, blur=("motion",),
-    data="synthetic motion blur on CBSD432 (31 px kernels, noise 0-0.05) with kernel targets, started from "
-         "gdunet-tiny.motion's shared modules, configs/upadnet-tiny-motion.yaml",
-    steps="900 (2-core CPU, crops 128, batch 4)",
-    scores="see benchmarks/motion_kodak24.md and benchmarks/levin.md",
+    data="gdunet-tiny.motion's modules; the LMMSE steps fitted on 416 synthetic camera-shake pairs from the CBSD432 "
+         "training photos (31 px kernels, noise 0-0.05), scripts/upadnet_fit.py",
+    steps="300 Adam steps per stage on 18 parameters a stage, every other module frozen (2-core CPU); see "
+          "docs/weights.md",
+    scores="see benchmarks/upadnet_ablation.md, benchmarks/motion_kodak24.md and benchmarks/levin.md",
 )
