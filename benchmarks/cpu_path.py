@@ -14,7 +14,9 @@ For each ``--models`` entry, on one random ``--size`` photo (default 1280x720) w
 each with the largest difference to the NCHW output (the target: 1e-4) and the best of ``--repeat`` runs after a
 warm-up. Then the top ``--top`` operators of PyTorch's profiler (self CPU time) before and after, and (measured
 first) the wall time of ``unblur restore`` on a 720p PNG in a fresh process (start-up, imports, model loading, the
-photo, writing) with glibc's defaults and as shipped, and of ``python -c "import torch"`` and ``import unblur``.
+photo, writing) with glibc's defaults and as shipped (with its peak resident memory), and of ``python -c "import torch"``
+and ``import unblur``; ``--baseline-src DIR`` runs the command lines once more with an older source tree first on
+``PYTHONPATH`` (e.g. a ``git worktree`` of an earlier commit).
 
     python benchmarks/cpu_path.py [--models deeprftv2-tiny.motion nafnet-tiny.motion] [--compile deeprftv2-tiny.motion]
 """
@@ -82,6 +84,9 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", nargs="*", default=[], metavar="NAME",
                     help="also time torch.compile for these networks (minutes of compiling each; run last, since "
                          "its worker processes stay alive); without it, the compile rows of --out are kept")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="also run the command lines with this source tree first on PYTHONPATH (an older checkout)")
+    ap.add_argument("--baseline-label", default="baseline", help="name of the baseline columns (e.g. a commit)")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".md")))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -95,9 +100,11 @@ def main(argv=None) -> int:
              "CPUs)", ""]
 
     # Fresh processes first: nothing of this process's settings leaks into them.
+    base = args.baseline_label
+    extra = f" {base}: s | {base}: peak memory GB |" if args.baseline_src else ""
     start = ["## From the command line (fresh process each)", "",
-             "| command | glibc defaults (`UNBLUR_SYSTEM_MALLOC=1`) s | as shipped s | as shipped: peak memory GB |",
-             "|---|---|---|---|"]
+             "| command | glibc defaults (`UNBLUR_SYSTEM_MALLOC=1`) s | as shipped s | as shipped: peak memory GB |" + extra,
+             "|---|---|---|---|" + ("---|---|" if args.baseline_src else "")]
     exe = [sys.executable, "-m", "unblur"]
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.png"
@@ -105,14 +112,18 @@ def main(argv=None) -> int:
         imports = [("python -c \"import torch\"", [sys.executable, "-c", "import torch"]),
                    ("python -c \"import unblur\"", [sys.executable, "-c", "import unblur"])]
         for label, cmd in imports:
-            start.append(f"| `{label}` | {wall(cmd, args.threads)[0]:.2f} | | |")
+            start.append(f"| `{label}` | {wall(cmd, args.threads)[0]:.2f} | | |" + (" | |" if args.baseline_src else ""))
         for name in args.models:
             cmd = exe + ["restore", str(photo), "-o", str(Path(tmp) / "out"), "--model", name, "--overwrite",
                          "--quiet", "--tile", "none"]
             before, _ = wall(cmd, args.threads, {"UNBLUR_SYSTEM_MALLOC": "1"})
             shipped, peak = wall(cmd, args.threads)
-            start.append(f"| `unblur restore photo.png --model {name} --tile none` ({W}x{H}) | {before:.2f} | "
-                         f"{shipped:.2f} | {peak:.2f} |")
+            row = f"| `unblur restore photo.png --model {name} --tile none` ({W}x{H}) | {before:.2f} | {shipped:.2f} | {peak:.2f} |"
+            if args.baseline_src:  # the same command with the older source tree imported first
+                old_path = os.pathsep.join([str(args.baseline_src.resolve()), os.environ.get("PYTHONPATH", "")])
+                b_s, b_peak = wall(cmd, args.threads, {"PYTHONPATH": old_path})
+                row += f" {b_s:.2f} | {b_peak:.2f} |"
+            start.append(row)
 
     speed = ["## In one process", "", "| network | path | s / photo | max diff | note |", "|---|---|---|---|---|"]
     profiles, results = [], {}
