@@ -14,8 +14,8 @@ For each ``--models`` entry, on one random ``--size`` photo (default 1280x720) w
 each with the largest difference to the NCHW output (the target: 1e-4) and the best of ``--repeat`` runs after a
 warm-up. Then the top ``--top`` operators of PyTorch's profiler (self CPU time) before and after, and (measured
 first) the wall time of ``unblur restore`` on a 720p PNG in a fresh process (start-up, imports, model loading, the
-photo, writing) with glibc's defaults and as shipped (with its peak resident memory), and of ``python -c "import torch"``
-and ``import unblur``; ``--baseline-src DIR`` runs the command lines once more with an older source tree first on
+photo, writing) with glibc's defaults and as shipped (with its peak resident memory), and of
+``python -c "import torch"`` and ``import unblur``; ``--baseline-src DIR`` runs the command lines once more with an older source tree first on
 ``PYTHONPATH`` (e.g. a ``git worktree`` of an earlier commit).
 
     python benchmarks/cpu_path.py [--models deeprftv2-tiny.motion nafnet-tiny.motion] [--compile deeprftv2-tiny.motion]
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     base = args.baseline_label
     extra = f" {base}: s | {base}: peak memory GB |" if args.baseline_src else ""
     start = ["## From the command line (fresh process each)", "",
-             "| command | glibc defaults (`UNBLUR_SYSTEM_MALLOC=1`) s | as shipped s | as shipped: peak memory GB |" + extra,
+             "| command | glibc defaults (`UNBLUR_SYSTEM_MALLOC=1`) s | as shipped s | as shipped: peak memory GB |"
+             + extra,
              "|---|---|---|---|" + ("---|---|" if args.baseline_src else "")]
     exe = [sys.executable, "-m", "unblur"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,13 +113,15 @@ def main(argv=None) -> int:
         imports = [("python -c \"import torch\"", [sys.executable, "-c", "import torch"]),
                    ("python -c \"import unblur\"", [sys.executable, "-c", "import unblur"])]
         for label, cmd in imports:
-            start.append(f"| `{label}` | {wall(cmd, args.threads)[0]:.2f} | | |" + (" | |" if args.baseline_src else ""))
+            blank = " | |" if args.baseline_src else ""
+            start.append(f"| `{label}` | {wall(cmd, args.threads)[0]:.2f} | | |" + blank)
         for name in args.models:
             cmd = exe + ["restore", str(photo), "-o", str(Path(tmp) / "out"), "--model", name, "--overwrite",
                          "--quiet", "--tile", "none"]
             before, _ = wall(cmd, args.threads, {"UNBLUR_SYSTEM_MALLOC": "1"})
             shipped, peak = wall(cmd, args.threads)
-            row = f"| `unblur restore photo.png --model {name} --tile none` ({W}x{H}) | {before:.2f} | {shipped:.2f} | {peak:.2f} |"
+            row = (f"| `unblur restore photo.png --model {name} --tile none` ({W}x{H}) | {before:.2f} | {shipped:.2f} | "
+                   f"{peak:.2f} |")
             if args.baseline_src:  # the same command with the older source tree imported first
                 old_path = os.pathsep.join([str(args.baseline_src.resolve()), os.environ.get("PYTHONPATH", "")])
                 b_s, b_peak = wall(cmd, args.threads, {"PYTHONPATH": old_path})

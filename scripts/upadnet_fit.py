@@ -32,6 +32,7 @@ import torch
 from unblur.data import holdout_split
 from unblur.io import read_image
 from unblur.models import create
+from unblur.models.gdunet import GATE_SCALE
 from unblur.physics.pipeline import DegradationPipeline
 
 HOLDOUT = 16  # as configs/upadnet-tiny-motion.yaml: these photos are never trained on
@@ -108,7 +109,7 @@ def fit(pairs: dict, decomposition: str, photos: int | None, steps: int, lr: flo
             shared = net._l0_step_inputs(y, sigma)
             dom = shared["dom"]
             x = net._image_step(t, dom.extend(v), shared["y_ext"], dom.otf(k), None, shared)
-            gate = net.lmmse_gates[t] * 10.0  # GATE_SCALE
+            gate = net.lmmse_gates[t] * GATE_SCALE
             u = v + gate * (dom.crop(x) - v)
             c = BORDER
             loss = (u - sharp)[..., c:-c, c:-c].abs().mean()
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
     path = args.out / f"{args.name}.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     fitted = {n: p.detach().tolist() for n, p in net.named_parameters() if n in ("lmmse_gates", "log_noise")}
-    print(f"wrote {path}: gates {[round(10 * g, 3) for g in fitted['lmmse_gates']]}, "
+    print(f"wrote {path}: gates {[round(GATE_SCALE * g, 3) for g in fitted['lmmse_gates']]}, "
           f"log noise scales {[round(v, 3) for v in fitted['log_noise']]}")
     return 0
 

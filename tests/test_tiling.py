@@ -197,7 +197,8 @@ def test_window_mode_matches_the_frozen_model_tiler_on_shipped_deeprftv2(monkeyp
         old = model(x)
     torch.testing.assert_close(new, old, atol=1e-6, rtol=0)
     # Negative control: another overlap changes the output by far more than the tolerance.
-    monkeypatch.setattr(D, "windowed_apply", lambda fn, t, window, overlap=0, group=None: _frozen_windowed_apply(fn, t, window, 0))
+    monkeypatch.setattr(D, "windowed_apply",
+                        lambda fn, t, window, overlap=0, group=None: _frozen_windowed_apply(fn, t, window, 0))
     with torch.inference_mode():
         other = model(x)
     assert (other - old).abs().max() > 1e-4

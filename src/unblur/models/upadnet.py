@@ -88,7 +88,7 @@ class UPADNet(GDUNet):
         amp_var, phase_var, noise_scale: initial prior variances and noise scale (learned per stage).
         init_from: a shipped GDUNet weight set of the same shape (e.g. ``"gdunet-tiny.motion"``) whose shared
             modules (blind start, kernel updates, proximal nets) start this network (training only).
-        The other arguments are GDUNet's (the gradient priors of its image step do not exist here).
+        The other arguments are GDUNet's (``kernel_init="start"``: the earlier design, without GDUNet's HQS steps).
     """
 
     def __init__(self, stages: int = 3, kernel_size: int = 31, start_width: int = 12, start_blocks=(1, 1, 1, 2),
