@@ -160,20 +160,20 @@ def _prox(width: int, enc_blocks, middle_blocks: int, channels: int) -> NAFNet:
                   in_channels=channels)
 
 
-@register_model(
-    "gdunet",
-    {
-        # CPU-trainable (docs/models/gdunet.md): 3 stages from the L0 kernel estimate, 2-level stage proxes.
-        # (kernel_init="start" with start_width=12, start_blocks=(1, 1, 1, 2) is the earlier blind-start design.)
-        "tiny": dict(stages=3, kernel_size=31, width=8, levels=2, blocks=1, prior_width=4, edge_ratio=10.0,
-                     kernel_init="l0"),
-        "small": dict(stages=3, kernel_size=31, width=24, levels=3, blocks=2, prior_width=16, edge_ratio=10.0,
-                      kernel_init="l0"),
-        # the reference configuration: 3 stages, width 32, 31x31 kernels (its blind start is our L0 estimate)
-        "paper": dict(stages=3, kernel_size=31, width=32, levels=4, blocks=2, prior_width=32, edge_ratio=10.0,
-                      kernel_init="l0"),
-    },
-)
+SIZES = {
+    # CPU-trainable (docs/models/gdunet.md): 3 stages from the L0 kernel estimate, 2-level stage proxes.
+    # (kernel_init="start" with start_width=12, start_blocks=(1, 1, 1, 2) is the earlier blind-start design.)
+    "tiny": dict(stages=3, kernel_size=31, width=8, levels=2, blocks=1, prior_width=4, edge_ratio=10.0,
+                 kernel_init="l0"),
+    "small": dict(stages=3, kernel_size=31, width=24, levels=3, blocks=2, prior_width=16, edge_ratio=10.0,
+                  kernel_init="l0"),
+    # the reference configuration: 3 stages, width 32, 31x31 kernels (its blind start is our L0 estimate)
+    "paper": dict(stages=3, kernel_size=31, width=32, levels=4, blocks=2, prior_width=32, edge_ratio=10.0,
+                  kernel_init="l0"),
+}
+
+
+@register_model("gdunet", SIZES)
 class GDUNet(RestorationModel):
     """Gradient-domain unfolding network (see the module doc).
 

@@ -49,7 +49,7 @@ from ..physics.fft import irfft2, rfft2
 from ..physics.noise import estimate_noise_sigma
 from ..physics.polar import amplitude_phase_lmmse, complex_lmmse_beta, radial_frequency
 from ..physics.solvers import FourierDataStep
-from .gdunet import GATE_SCALE, GDUNet
+from .gdunet import GATE_SCALE, SIZES as GDUNET_SIZES, GDUNet
 from .registry import register_model, register_weights
 
 __all__ = ["UPADNet"]
@@ -66,19 +66,9 @@ def _profile(values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     return values[lo] * (1 - frac) + values[lo + 1] * frac
 
 
-@register_model(
-    "upadnet",
-    {
-        # GDUNet's sizes and L0-initialised skeleton (docs/models/upadnet.md): a size starts from the GDUNet weights
-        # of the same size (init_from), whose modules it shares by name
-        "tiny": dict(stages=3, kernel_size=31, width=8, levels=2, blocks=1, prior_width=4, edge_ratio=10.0,
-                     kernel_init="l0"),
-        "small": dict(stages=3, kernel_size=31, width=24, levels=3, blocks=2, prior_width=16, edge_ratio=10.0,
-                      kernel_init="l0"),
-        "paper": dict(stages=5, kernel_size=31, width=32, levels=4, blocks=2, prior_width=32, edge_ratio=10.0,
-                      kernel_init="l0"),
-    },
-)
+# GDUNet's sizes and L0-initialised skeleton (docs/models/upadnet.md): a size starts from the GDUNet weights of the
+# same size (init_from), whose modules it shares by name; the paper size unrolls 5 stages (its depth is unknown)
+@register_model("upadnet", {**GDUNET_SIZES, "paper": dict(GDUNET_SIZES["paper"], stages=5)})
 class UPADNet(GDUNet):
     """Unrolled amplitude/phase network (see the module doc).
 
