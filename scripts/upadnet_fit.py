@@ -46,7 +46,7 @@ def make_pairs(data: Path, n: int, noise: tuple[float, float], seed: int, base: 
     files = [files[i] for i in train][:n]
     net = create(base, pretrained=True).eval()
     torch.manual_seed(seed)
-    records = {"blurred": [], "sharp": [], "kernel": [], "v": [], "k": [], "photo": []}
+    records = {"blurred": [], "sharp": [], "v": [], "k": [], "photo": []}
     pipe = DegradationPipeline.from_name("motion", kernel_size=31, noise_sigma=tuple(noise), mode="valid")
     g = torch.Generator().manual_seed(seed)
     big = SIZE + 30
@@ -60,7 +60,6 @@ def make_pairs(data: Path, n: int, noise: tuple[float, float], seed: int, base: 
         stages = _trajectory(net, y)
         records["blurred"].append(y[0])
         records["sharp"].append(out["sharp"][0])
-        records["kernel"].append(out["kernel"][0])
         records["v"].append(torch.stack([v[0] for v, _ in stages]))
         records["k"].append(torch.stack([k[0] for _, k in stages]))
         records["photo"].append(i)
@@ -99,18 +98,15 @@ def fit(pairs: dict, decomposition: str, photos: int | None, steps: int, lr: flo
     y_all, s_all = pairs["blurred"], pairs["sharp"]
     for t in range(net.stages):
         # a fresh optimiser per stage: only stage t's entries get gradients, and no momentum moves the others; the
-        # gate is stored divided by GATE_SCALE (10), so its step is 10 times smaller
-        opt = torch.optim.Adam([{"params": [net.lmmse_gates], "lr": lr / 10},
+        # gate is stored divided by GATE_SCALE, so its learning rate is divided by it too
+        opt = torch.optim.Adam([{"params": [net.lmmse_gates], "lr": lr / GATE_SCALE},
                                 {"params": [p for n, p in net.named_parameters() if n in names[1:]], "lr": lr}])
         for step in range(steps):
             b = idx[torch.randperm(len(idx), generator=g)[:batch]]
             y, sharp, v, k = y_all[b], s_all[b], pairs["v"][b, t], pairs["k"][b, t]
-            sigma = None  # the LMMSE steps estimate the noise themselves (UPADNet._image_step_inputs)
-            shared = net._l0_step_inputs(y, sigma)
-            dom = shared["dom"]
-            x = net._image_step(t, dom.extend(v), shared["y_ext"], dom.otf(k), None, shared)
+            # the network's own refinement (the LMMSE steps estimate the noise from y themselves: no sigma needed)
+            u = net.lmmse_refine(t, v, k, net._l0_step_inputs(y, None))
             gate = net.lmmse_gates[t] * GATE_SCALE
-            u = v + gate * (dom.crop(x) - v)
             c = BORDER
             loss = (u - sharp)[..., c:-c, c:-c].abs().mean()
             opt.zero_grad()

@@ -149,7 +149,11 @@ class UPADNet(GDUNet):
     def _l0_image_step(self, t: int, y: torch.Tensor, k: torch.Tensor, sigma: torch.Tensor, shared: dict):
         """HQS image ``v`` of stage ``t``, then ``v + g_t (x^ - v)``: ``x^`` the LMMSE estimate (amplitude and phase,
         or the twin's complex one) with the prior centred on ``v``, on the periodic extension (module doc)."""
-        v = self._hqs_step(t, y, k, sigma)
+        return self.lmmse_refine(t, self._hqs_step(t, y, k, sigma), k, shared)
+
+    def lmmse_refine(self, t: int, v: torch.Tensor, k: torch.Tensor, shared: dict) -> torch.Tensor:
+        """Stage ``t``'s refinement ``v + g_t (x^ - v)`` of an image ``v`` for the kernel ``k`` (``shared``: what
+        :meth:`_l0_step_inputs` computed for the photo). Also what ``scripts/upadnet_fit.py`` fits."""
         gate = self.lmmse_gates[t] * GATE_SCALE
         if not self.training and not bool(gate):  # a closed gate: exactly the HQS image, without the FFTs
             return v
