@@ -28,7 +28,8 @@ The kernel is estimated on the luminance, coarse to fine over a pyramid whose ke
 4. **projection** (:func:`~unblur.physics.project_kernel`): negatives clipped, taps below
    ``threshold`` x max zeroed, 8-connected components lighter than ``min_component_mass`` removed,
    normalised, re-centred on its centroid;
-5. both lambdas divided by ``lambda_decay`` (floor ``lambda_min``), across levels.
+5. both lambdas divided by ``lambda_decay`` (floor ``lambda_min``, and ``noise_lambda`` times the variance of
+   the noise left at the level: :func:`~unblur.physics.l0_kernel.noise_floor`), across levels.
 
 Then ``refine_iters`` alternations at the finest level take the latent image from a short
 natural-image (hyper-Laplacian, CG on the ``valid`` model) deconvolution, :func:`~unblur.physics.l0_kernel.natural_latent`,
@@ -74,6 +75,7 @@ def blind_l0(
     threshold: float = 0.05,
     min_component_mass: float = 0.1,
     kernel_sparsity: float = 0.05,
+    noise_lambda: float = 32.0,
     final_lam_scale: float = 0.3,
     sigma: float | None = None,
     work_size: int = 1024,
@@ -94,6 +96,8 @@ def blind_l0(
         edge_ratio: salient-edge selection keeps at least ``edge_ratio x size`` pixels per orientation.
         threshold, min_component_mass: kernel clean-up (relative tap threshold, smallest component kept).
         kernel_sparsity: weight of the reweighted-L1 penalty on the kernel taps (0: Tikhonov ``gamma`` only).
+        noise_lambda: the L0 weights stay above this multiple of the noise variance at each pyramid level
+            (0: no noise floor).
         final_lam_scale: ``lam_scale`` of the final hyper-Laplacian HQS deconvolution.
         sigma: noise level for the final deconvolution (estimated when ``None``).
         region: side of the window of the photo (its most informative one, full resolution) the kernel
@@ -108,7 +112,7 @@ def blind_l0(
     est = dict(kernel_size=kernel_size, lambda_grad=lambda_grad, lambda_pixel=lambda_pixel, lambda_decay=lambda_decay,
                gamma=gamma, iters_per_level=iters_per_level, final_iters=final_iters, refine_iters=refine_iters,
                edge_ratio=edge_ratio, threshold=threshold, min_component_mass=min_component_mass,
-               kernel_sparsity=kernel_sparsity)
+               kernel_sparsity=kernel_sparsity, noise_lambda=noise_lambda)
     k = estimate_photo_kernel(blurred, region=region, work_size=work_size, **est)
     # the estimate's empty border only widens the unknown band of the deconvolution: trim it, photo by photo
     # (a batch's common support would make one photo's result depend on the others' kernels)

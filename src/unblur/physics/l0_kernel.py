@@ -44,6 +44,15 @@ __all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_
 SPARSITY_TUNED_SIZE = 31  # the kernel box ``kernel_sparsity`` was tuned in (benchmarks/blind_synthetic.py)
 
 
+def noise_floor(sigma: float, scale: float, weight: float) -> float:
+    """Lowest L0 gradient weight at a pyramid level of ``scale`` (level size / full size) for a guide of noise level
+    ``sigma``: ``weight * (sigma * scale)^2``. Antialiased downscaling by ``scale`` averages about ``1 / scale^2``
+    pixels, so the noise left at the level is about ``sigma * scale``; with the weight above a multiple of its
+    variance, a noise gradient costs more than it explains and the latent image keeps it flat instead of
+    passing it to the kernel step as an edge."""
+    return weight * (sigma * scale) ** 2
+
+
 def pyramid_kernel_sizes(kernel_size: int, coarsest: int = 5) -> list[int]:
     """Odd kernel sizes from the coarsest level (about ``coarsest``) to ``kernel_size``, ratio ~sqrt(2)."""
     sizes = [kernel_size]
@@ -118,6 +127,7 @@ def estimate_kernel_l0(
     min_component_mass: float = 0.1,
     kernel_cg_iters: int = 10,
     kernel_sparsity: float = 0.05,
+    noise_lambda: float = 32.0,
 ) -> torch.Tensor:
     """Coarse-to-fine L0 kernel estimate (B, 1, kernel_size, kernel_size) from grey images (B, 1, H, W).
 
@@ -125,6 +135,9 @@ def estimate_kernel_l0(
     ``kernel_sparsity``: weight of a reweighted L1 penalty on the taps (per-tap Tikhonov weights
     ``kernel_sparsity / max(|k'|, threshold * max|k'|)`` around the current kernel ``k'``; 0 turns it off), scaled by
     ``31 / kernel_size`` in boxes larger than 31 px (``SPARSITY_TUNED_SIZE``, the box it was tuned in).
+    ``noise_lambda``: the L0 weights never fall below :func:`noise_floor` of the guide's noise level
+    (:func:`~unblur.physics.estimate_noise_sigma`) at each level, so a noisy photo's finest levels do not fit
+    its noise (0 turns the floor off; a clean guide's floor is below ``lambda_min`` anyway).
 
     Images are processed one at a time: the hard thresholds make the iteration chaotic, and batching
     (which can change FFT rounding in the last bit) would make a batch differ from single calls.
@@ -137,8 +150,9 @@ def estimate_kernel_l0(
 
 def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay, lambda_min, gamma,
                   iters_per_level, final_iters, refine_iters, edge_ratio, mu_max, threshold,
-                  min_component_mass, kernel_cg_iters, kernel_sparsity):
+                  min_component_mass, kernel_cg_iters, kernel_sparsity, noise_lambda):
     H, W = guide.shape[-2:]
+    sigma = float(estimate_noise_sigma(guide).clamp_min(1e-3)) if noise_lambda > 0 else 0.0
     # the sparsity's IRLS weights push every tap on the path with about the same force, while the data's pull on a
     # tap shrinks with the tap (a longer shake spreads its mass over more, smaller taps): in a box larger than the
     # one it was tuned in, the weight is scaled down with the box (never up), so a long shake keeps its faint tail
@@ -160,7 +174,7 @@ def _estimate_one(guide, *, kernel_size, lambda_grad, lambda_pixel, lambda_decay
         for _ in range(final_iters if size == kernel_size else iters_per_level):
             x = l0_latent(y_ext, dom.otf(k), d_otfs, lg, lp, mu_max)
             k = _kernel_update(dom, x, y, size, gamma, edges, kernel_cg_iters, opts, k)
-            lg = max(lg / lambda_decay, lambda_min)
+            lg = max(lg / lambda_decay, lambda_min, noise_floor(sigma, r, noise_lambda))
             lp = lambda_pixel * lg / lambda_grad  # the two weights keep their ratio
     edges = {"count": int(edge_ratio * kernel_size), "threshold": None}
     for _ in range(refine_iters):
