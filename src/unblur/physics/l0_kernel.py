@@ -37,8 +37,8 @@ from .mixed_blur import mixture_hqs
 from .noise import estimate_noise_sigma
 from .solvers import FourierDataStep, kernel_step
 
-__all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_latent", "pyramid_kernel_sizes",
-           "informative_region", "region_in_photo", "default_kernel_size"]
+__all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_latent", "noise_floor",
+           "pyramid_kernel_sizes", "informative_region", "region_in_photo", "default_kernel_size"]
 
 
 SPARSITY_TUNED_SIZE = 31  # the kernel box ``kernel_sparsity`` was tuned in (benchmarks/blind_synthetic.py)
