@@ -1,8 +1,9 @@
 """Kernels that the L0 estimate finds on noisy camera shake, without and with its noise floor.
 
 Run from the repository root:  .venv/bin/python docs/make_noise_floor_figure.py [--data DIR]
-Training photos only (``../shared/data/train/CBSD432``): the grey crops and shakes of
-``benchmarks/blind_synthetic.py`` (same seed) at three noise levels. Each row is one noise level; for each crop,
+Training photos only (``../shared/data/train/CBSD432``): grey crops and shakes made by
+``benchmarks/blind_synthetic.py``'s ``make_cases`` (seed 0, a set of 4 crops: not the same photos as its 24- or
+40-crop tables, which take every ``432 // N``-th photo) at three noise levels. Each row is one noise level; for each crop,
 the true kernel, then the estimate with ``noise_lambda=0`` and with the default floor, labelled with the kernel
 PSNR against the truth (best shift within 4 px, ``unblur.metrics.kernel_psnr``). Writes
 docs/images/noise_floor_kernels.png.
