@@ -95,7 +95,7 @@ def merge_rows(old_text: str, new_rows: list[str]) -> list[str]:
         return row.split("|")[1].strip()
 
     new = {method(r): r for r in new_rows}
-    old = [ln for ln in old_text.splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    old = [ln for ln in old_text.splitlines() if ln.startswith("| ")][1:]  # the first is the header
     merged = [new.pop(method(r), r) for r in old]
     return merged + [r for r in new_rows if method(r) in new]
 

@@ -11,15 +11,20 @@ gates closed the network *is* ``gdunet-tiny.motion``. This script
    schedule (the full L0 estimate, 13 HQS steps of 8 CG steps), recording every stage's HQS image ``v_t`` and
    kernel ``k_t`` (cached in ``--out``/pairs.pt: the slow part, about 1.5 s a crop on 2 cores);
 2. fits each stage's LMMSE parameters (gate, radial prior profiles, noise scale: 18 numbers a stage, 10 for the
-   image-domain twin) by Adam on the L1 error of ``v_t + g_t (x^_t - v_t)`` against the sharp crop, every other
+   image-domain twin) by Adam on the L1 error of ``v_t + g_t (x^_t - v_t)`` against the sharp crop moved onto
+   ``v_t`` (best integer shift within 4 px: a blind estimate is defined up to a translation), every other
    module frozen; ``--photos N`` uses the pairs of the first N photos only (the ablation's little-data rows);
-3. writes the network (GDUNet's weights plus the fitted parameters) to ``--out``/upadnet.safetensors.
+3. with ``--prox-steps N``, trains the last stage's proximal net (GDUNet's, whose gate the shipped GDUNet keeps
+   closed) with its gate opened to 1, on that stage's refined image against the sharp crop (:func:`fit_prox`; the
+   shipped ``upadnet-tiny.motion``: 800 steps);
+4. writes the network (GDUNet's weights plus the fitted parameters) to ``--out``/``--name``.safetensors.
 
 The fit sees the kernels and images of the closed-gate trajectory; at inference an opened gate also changes the
 next stage's kernel refit (a small shift for the gates found here, which stay well below 1).
 
     python scripts/upadnet_fit.py --data ../shared/data/train/CBSD432 --out runs/upadnet-fit
     python scripts/upadnet_fit.py --out runs/upadnet-fit --decomposition image --photos 50 --name twin-50
+    python scripts/upadnet_fit.py --out runs/upadnet-fit --name amplitude-phase-all-prox --prox-steps 800
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import torch
 
 from unblur.data import holdout_split
 from unblur.io import read_image
+from unblur.metrics import moved_onto
 from unblur.models import create
 from unblur.models.gdunet import GATE_SCALE
 from unblur.physics.pipeline import DegradationPipeline
@@ -95,8 +101,9 @@ def fit(pairs: dict, decomposition: str, photos: int | None, steps: int, lr: flo
     for n, p in net.named_parameters():
         p.requires_grad_(n in names)
     g = torch.Generator().manual_seed(seed)
-    y_all, s_all = pairs["blurred"], pairs["sharp"]
+    y_all = pairs["blurred"]
     for t in range(net.stages):
+        s_all = moved_onto(pairs["sharp"], pairs["v"][:, t], 4)  # a blind estimate is defined up to a translation
         # a fresh optimiser per stage: only stage t's entries get gradients, and no momentum moves the others; the
         # gate is stored divided by GATE_SCALE, so its learning rate is divided by it too
         opt = torch.optim.Adam([{"params": [net.lmmse_gates], "lr": lr / GATE_SCALE},
@@ -119,6 +126,51 @@ def fit(pairs: dict, decomposition: str, photos: int | None, steps: int, lr: flo
     return net.eval()
 
 
+def fit_prox(net, pairs: dict, photos: int | None, steps: int, lr: float, batch: int, seed: int):
+    """Train the last stage's proximal net with its gate open (1) to map that stage's refined image
+    ``u_T = v_T + g_T (x^_T - v_T)`` (the fitted LMMSE step on the recorded HQS image) to the sharp crop moved onto
+    it (best integer shift within 4 px): L1 loss,
+    random flips and quarter turns, AdamW with a cosine schedule; every other module frozen. The earlier stages'
+    proximal nets stay closed (their images feed the kernel refits, which the recorded pairs cannot follow)."""
+    T = net.stages - 1
+    keep = pairs["photo"] < photos if photos else torch.ones(len(pairs["photo"]), dtype=torch.bool)
+    idx = keep.nonzero().flatten()
+    with torch.no_grad():
+        net.eval()
+        u_all = torch.cat([net.lmmse_refine(T, pairs["v"][b, T], pairs["k"][b, T],
+                                            net._l0_step_inputs(pairs["blurred"][b], None))
+                           for b in idx.split(32)])
+        net.prox_gates[T] = 1.0 / GATE_SCALE
+    s_all = moved_onto(pairs["sharp"][idx], u_all, 4)  # inside the loss's border
+    prox = net.proxes[T].train()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in prox.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(prox.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    g = torch.Generator().manual_seed(seed)
+    c = BORDER
+    for step in range(steps):
+        b = torch.randperm(len(idx), generator=g)[:batch]
+        u, sharp = u_all[b], s_all[b]
+        turns = int(torch.randint(0, 4, (1,), generator=g))
+        u, sharp = torch.rot90(u, turns, (2, 3)), torch.rot90(sharp, turns, (2, 3))
+        if bool(torch.rand(1, generator=g) < 0.5):
+            u, sharp = u.flip(3), sharp.flip(3)
+        out, _ = net._apply_prox(prox, u, 1.0)
+        loss = (out - sharp)[..., c:-c, c:-c].abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            base_loss = (u - sharp)[..., c:-c, c:-c].abs().mean()
+            print(f"proximal net {T} step {step}: L1 {loss.item():.5f} (closed gate {base_loss.item():.5f})",
+                  file=sys.stderr, flush=True)
+    return net.eval()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/train/CBSD432"))
@@ -131,6 +183,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300, help="Adam steps per stage")
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--prox-steps", type=int, default=0,
+                    help="then train the last stage's proximal net this many steps with its gate open (0: closed)")
+    ap.add_argument("--prox-lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--name", default="upadnet", help="output file stem")
@@ -149,6 +204,8 @@ def main(argv=None) -> int:
         torch.save(pairs, tmp)
         tmp.replace(cache)
     net = fit(pairs, args.decomposition, args.photos, args.steps, args.lr, args.batch, args.seed, args.base)
+    if args.prox_steps:
+        net = fit_prox(net, pairs, args.photos, args.prox_steps, args.prox_lr, args.batch, args.seed)
     from safetensors.torch import save_file
 
     path = args.out / f"{args.name}.safetensors"

@@ -280,6 +280,22 @@ def test_psnr_up_to_shift_finds_the_translation():
     assert (psnr_up_to_shift(moved, ref, max_shift=1) < 15).all()  # outside the search range: not found
 
 
+def test_best_shift_is_the_translation_and_moves_the_reference_onto_the_estimate():
+    from unblur.metrics import best_shift, moved_onto, psnr, psnr_up_to_shift
+
+    g = torch.Generator().manual_seed(1)
+    ref = torch.rand(2, 3, 40, 44, generator=g)
+    moved = torch.stack([torch.roll(ref[0], (2, -3), (-2, -1)), torch.roll(ref[1], (-1, 4), (-2, -1))])
+    moved = moved + 0.01 * torch.randn(2, 3, 40, 44, generator=g)
+    s = best_shift(moved, ref, max_shift=4)
+    assert s.tolist() == [[2, -3], [-1, 4]]
+    aligned = torch.stack([r.roll(tuple(d.tolist()), (-2, -1)) for r, d in zip(ref, s)])
+    inner = (..., slice(4, -4), slice(4, -4))
+    assert (psnr(moved[inner], aligned[inner]) > 38).all()  # the noise of 0.01 only, as psnr_up_to_shift finds
+    assert (psnr_up_to_shift(moved, ref, max_shift=4) > 38).all()
+    torch.testing.assert_close(moved_onto(ref, moved, max_shift=4), aligned)  # the same move, in one call
+
+
 def test_ssim_skimage_variant_is_scikit_image_with_its_defaults(gray_pair, rgb_pair):
     """The DPDD protocol's SSIM: scikit-image's defaults (7x7 uniform window, sample covariances)."""
     x, y = gray_pair

@@ -101,6 +101,7 @@ def test_config_file_overrides_and_paths(tmp_path, monkeypatch):
     ("train.data.mix=[0,0,0]", "key 'train.data.mix' must not be all 0"),
     ("train.data.shake_extent=[40,4]", "key 'train.data.shake_extent' must satisfy 0 <= low <= high <= 200"),
     ("train.data.kind=video", "key 'train.data.kind' must be one of synthetic, realmix,"),
+    ("loss.image_max_shift=-1", "key 'loss.image_max_shift' must be >= 0"),
 ])
 def test_config_errors_are_one_line(tmp_path, override, message):
     p = tmp_path / "c.yaml"
@@ -157,6 +158,27 @@ def test_multiscale_loss_weights_and_scales():
     assert torch.isclose(only_last([(t + 0.3, 1.0), (t + 0.1, 1.0)], t)[0], torch.tensor(0.1), atol=1e-6)
     with_fft = MultiScaleLoss("l1", fft_weight=0.01)
     assert with_fft([(half, 0.5), (t, 1.0)], t)[0] == 0
+
+
+def test_image_loss_up_to_a_shift_moves_the_target_onto_each_output(tmp_path):
+    """A blind result moved by a few pixels costs nothing with ``image_max_shift`` (full scale only), a real error
+    still does, and the gradient reaches the output."""
+    g = torch.Generator().manual_seed(2)
+    t = torch.rand(2, 3, 32, 32, generator=g)
+    moved = torch.stack([t[0].roll((2, -1), (-2, -1)), t[1].roll((-3, 0), (-2, -1))]).requires_grad_(True)
+    plain = MultiScaleLoss("l1", fft_weight=0.01)
+    tolerant = MultiScaleLoss("l1", fft_weight=0.01, image_max_shift=3)
+    assert plain([(moved, 1.0)], t)[0] > 0.1
+    total, _ = tolerant([(moved, 1.0)], t)
+    assert total < 1e-6
+    assert tolerant([(moved + 0.1, 1.0)], t)[0].item() == pytest.approx(0.1 + 0.01 * 0.1 * 26 * 26 / (2 * 26 * 14), rel=1e-3)
+    short = MultiScaleLoss("l1", fft_weight=0.0, image_max_shift=1)  # beyond its reach: not found
+    assert short([(moved, 1.0)], t)[0] > 0.1
+    (total + tolerant([(moved * 0.9, 1.0)], t)[0]).backward()
+    assert moved.grad is not None and moved.grad.abs().sum() > 0
+    p = tmp_path / "c.yaml"
+    p.write_text("model: {name: gdunet-tiny}\ntrain: {data: {root: x}}\nloss: {image_max_shift: 4}\n")
+    assert MultiScaleLoss.from_config(load_config(p).loss).image_max_shift == 4
 
 
 def test_schedule_and_ema():

@@ -165,3 +165,43 @@ def test_closed_lmmse_gates_give_gdunet_exactly_and_an_opened_gate_refines_the_h
         dom = Domain(x.shape[-2:], (31, 31))
         xe = net._image_step(0, dom.extend(v), dom.extend(x), dom.otf(k), None, shared)
     torch.testing.assert_close(got, v + 0.1 * (dom.crop(xe) - v), atol=1e-6, rtol=0)
+
+
+def test_proximal_fit_trains_only_the_last_stage_net_and_opens_its_gate_alone():
+    """scripts/upadnet_fit.py's fit_prox (how the shipped weights' last proximal net was trained): the last stage's
+    net learns (its training loss falls), its gate is opened to 1 and every other parameter is left as it was."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "upadnet_fit", Path(__file__).resolve().parents[1] / "scripts" / "upadnet_fit.py")
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    g = torch.Generator().manual_seed(0)
+    n, size = 4, 40
+    sharp = torch.rand(n, 3, size, size, generator=g)
+    blurred = (sharp + 0.05 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
+    delta = torch.zeros(n, 3, 1, 31, 31)
+    delta[..., 15, 15] = 1.0
+    pairs = {"blurred": blurred, "sharp": sharp, "v": blurred[:, None].expand(-1, 3, -1, -1, -1).clone(),
+             "k": delta, "photo": torch.arange(n)}
+    torch.manual_seed(0)
+    net = M.create("upadnet-tiny").eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fit.fit_prox(net, pairs, None, steps=30, lr=3e-3, batch=4, seed=0)
+    after = {k: v.clone() for k, v in net.state_dict().items()}
+    T = net.stages - 1
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(f"proxes.{T}.") or k == "prox_gates" for k in changed)
+    assert net.prox_gates.tolist()[:T] == before["prox_gates"].tolist()[:T]
+    assert net.prox_gates[T].item() * M.gdunet.GATE_SCALE == pytest.approx(1.0)
+
+    def loss(prox_state):
+        net.proxes[T].load_state_dict(prox_state)
+        with torch.no_grad():
+            out, _ = net._apply_prox(net.proxes[T], blurred, 1.0)
+        return (out - sharp)[..., 8:-8, 8:-8].abs().mean().item()
+
+    trained = {k[len(f"proxes.{T}."):]: v for k, v in after.items() if k.startswith(f"proxes.{T}.")}
+    untrained = {k[len(f"proxes.{T}."):]: v for k, v in before.items() if k.startswith(f"proxes.{T}.")}
+    assert loss(trained) < loss(untrained)

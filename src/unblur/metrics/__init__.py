@@ -8,10 +8,10 @@ Example:
     (True, 1.0)
 """
 from .kernel import align_to_reference, error_ratio, kernel_psnr
-from .psnr import mae, mse, psnr, psnr_up_to_shift
+from .psnr import best_shift, mae, moved_onto, mse, psnr, psnr_up_to_shift
 from .ssim import SSIM_VARIANTS, gaussian_window, ssim
 
 __all__ = [
-    "psnr", "psnr_up_to_shift", "mae", "mse", "ssim", "gaussian_window", "SSIM_VARIANTS", "kernel_psnr", "align_to_reference",
+    "psnr", "psnr_up_to_shift", "best_shift", "moved_onto", "mae", "mse", "ssim", "gaussian_window", "SSIM_VARIANTS", "kernel_psnr", "align_to_reference",
     "error_ratio",
 ]

@@ -79,15 +79,39 @@ def mae(x: torch.Tensor, y: torch.Tensor, border: int = 0) -> torch.Tensor:
     return (x - y).abs().mean(dim=(1, 2, 3))
 
 
-def psnr_up_to_shift(x: torch.Tensor, y: torch.Tensor, max_shift: int = 4, data_range: float = 1.0) -> torch.Tensor:
-    """Best PSNR per image over integer shifts of ``x`` within ``+-max_shift`` px, on ``y`` minus a
-    ``max_shift`` border: a blind estimate is only defined up to a translation. Shape (B,)."""
+def _shifted_psnrs(x: torch.Tensor, y: torch.Tensor, max_shift: int, data_range: float) -> tuple[torch.Tensor, list]:
+    """PSNR of every integer shift of ``x`` within ``+-max_shift`` px against ``y`` minus that border: (S, B), and
+    the shifts (dy, dx) in the same order."""
     x, y = prepare_pair(x, y, 0)
     m = int(max_shift)
     H, W = y.shape[-2:]
     if m < 0 or 2 * m >= min(H, W):
         raise InputError(f"max_shift {max_shift} does not fit images of {H}x{W}")
     ref = y[..., m:H - m, m:W - m]
-    scores = [psnr(x[..., m + dy:H - m + dy, m + dx:W - m + dx], ref, data_range)
-              for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
-    return torch.stack(scores).amax(0)
+    shifts = [(dy, dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
+    scores = [psnr(x[..., m + dy:H - m + dy, m + dx:W - m + dx], ref, data_range) for dy, dx in shifts]
+    return torch.stack(scores), shifts
+
+
+def psnr_up_to_shift(x: torch.Tensor, y: torch.Tensor, max_shift: int = 4, data_range: float = 1.0) -> torch.Tensor:
+    """Best PSNR per image over integer shifts of ``x`` within ``+-max_shift`` px, on ``y`` minus a
+    ``max_shift`` border: a blind estimate is only defined up to a translation. Shape (B,)."""
+    return _shifted_psnrs(x, y, max_shift, data_range)[0].amax(0)
+
+
+def best_shift(x: torch.Tensor, y: torch.Tensor, max_shift: int = 4) -> torch.Tensor:
+    """The integer shift (dy, dx) per image, within ``+-max_shift`` px, at which ``x`` matches ``y`` best (the one
+    :func:`psnr_up_to_shift` scores): ``x[i + dy, j + dx]`` ~ ``y[i, j]``, so ``y.roll((dy, dx), (-2, -1))`` is ``y``
+    moved onto ``x``. Shape (B, 2), integers."""
+    scores, shifts = _shifted_psnrs(x, y, max_shift, 1.0)
+    return torch.tensor(shifts, device=scores.device)[scores.argmax(0)]
+
+
+def moved_onto(y: torch.Tensor, x: torch.Tensor, max_shift: int = 4) -> torch.Tensor:
+    """``y`` (B, C, H, W) moved onto ``x`` per image by :func:`best_shift` (circularly: the ``max_shift`` px band at
+    the edges wraps around, so compare inside it). For training a blind method against sharp targets: its result is
+    defined up to a translation, and a loss against the unmoved target teaches it to blur edges whose place it cannot
+    know. No gradient flows through the choice of the shift."""
+    with torch.no_grad():
+        shifts = best_shift(x.detach(), y.detach(), max_shift)
+    return torch.stack([t.roll(tuple(d.tolist()), (-2, -1)) for t, d in zip(y, shifts)])

@@ -13,7 +13,8 @@ shipped sizes (``kernel_init="l0"``) keep GDUNet's L0-initialised skeleton and r
         A^, phi^ = LMMSE of amplitude and phase of X from Y = F(ext y), K_t = F(k_t), prior centred on
                    V = F(ext v_t) with relative variances v_a,t(|w|), v_p,t(|w|)   physics.amplitude_phase_lmmse
         u_t = v_t + g_t (crop F^-1(A^ exp(i phi^)) - v_t)                 gate g_t, starts at 0
-        u_t = u_t + a_t P_t(u_t)                                          GDUNet's gated proximal net
+        u_t = u_t + a_t P_t(u_t)                                          GDUNet's gated proximal net (shipped:
+                                                                          open in the last stage only)
     return u_T and k_1 .. k_T
 
 With every ``g_t = 0`` the network is GDUNet. ``kernel_init="start"`` builds the earlier design (a NAFNet blind
@@ -163,9 +164,9 @@ class UPADNet(GDUNet):
 
 register_weights(
     "upadnet-tiny", "motion", blind=True, blur=("motion",),
-    data="gdunet-tiny.motion's modules; the LMMSE steps fitted on 416 synthetic camera-shake pairs from the CBSD432 "
-         "training photos (31 px kernels, noise 0-0.05), scripts/upadnet_fit.py",
-    steps="300 Adam steps per stage on 18 parameters a stage, every other module frozen (2-core CPU); see "
-          "docs/weights.md",
+    data="gdunet-tiny.motion's modules; the LMMSE steps and the last stage's proximal net fitted on 416 synthetic "
+         "camera-shake pairs from the CBSD432 training photos (31 px kernels, noise 0-0.05), scripts/upadnet_fit.py",
+    steps="300 Adam steps per stage on 18 parameters a stage, then 800 on the last proximal net (gate open), every "
+          "other module frozen (2-core CPU); see docs/weights.md",
     scores="see benchmarks/upadnet_ablation.md, benchmarks/motion_kodak24.md and benchmarks/levin.md",
 )

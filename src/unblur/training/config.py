@@ -150,6 +150,7 @@ SCHEMA: dict[str, Any] = {
         "pixel_weight": Key(1.0, FLOAT, _ge(0)),
         "fft_weight": Key(0.01, FLOAT, _ge(0)),
         "charbonnier_eps": Key(1e-3, FLOAT, _gt(0)),
+        "image_max_shift": Key(0, INT, _ge(0)),
         "scale_weights": Key([1.0, 1.0, 1.0], LIST, _scale_weights),
         "all_outputs": Key(True, BOOL),
         "kernel_weight": Key(0.0, FLOAT, _ge(0)),

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
+from ..metrics import moved_onto
 from ..physics.conv import conv2d
 from ..physics.fft import rfft2
 from ..physics.kernels import pad_kernel
@@ -86,13 +87,18 @@ class MultiScaleLoss(nn.Module):
         scale_weights: weights of outputs at scales 1, 1/2, 1/4 (0 skips that scale).
         all_outputs: supervise every output; if False only the prediction (last full-scale output).
         charbonnier_eps: ``eps`` of the Charbonnier loss.
+        image_max_shift: > 0 compares each full-scale output with the target moved onto it by the best integer
+            shift within this many px (and both cropped by it): for blind networks with physical kernels, whose
+            result is only defined up to a translation (the estimated kernel's centre is a convention); against
+            the unmoved target such a network learns to blur the edges whose place it cannot know. 0: as is.
 
     ``forward(outputs, target)`` takes the ``[(image, scale), ...]`` list of ``forward_train`` (or a
     single tensor) and returns ``(total, parts)`` where ``parts`` holds detached per-term sums for logging.
     """
 
     def __init__(self, pixel: str = "l1", pixel_weight: float = 1.0, fft_weight: float = 0.01,
-                 scale_weights=(1.0, 1.0, 1.0), all_outputs: bool = True, charbonnier_eps: float = 1e-3):
+                 scale_weights=(1.0, 1.0, 1.0), all_outputs: bool = True, charbonnier_eps: float = 1e-3,
+                 image_max_shift: int = 0):
         super().__init__()
         if pixel not in PIXEL_LOSSES:
             raise ValueError(f"unknown pixel loss {pixel!r}; choose from {', '.join(PIXEL_LOSSES)}")
@@ -102,12 +108,13 @@ class MultiScaleLoss(nn.Module):
         self.scale_weights = {s: float(w) for s, w in zip(SCALES, scale_weights)}
         self.all_outputs = all_outputs
         self.eps = float(charbonnier_eps)
+        self.image_max_shift = int(image_max_shift)
 
     @classmethod
     def from_config(cls, cfg) -> "MultiScaleLoss":
         return cls(pixel=cfg["pixel"], pixel_weight=cfg["pixel_weight"], fft_weight=cfg["fft_weight"],
                    scale_weights=cfg["scale_weights"], all_outputs=cfg["all_outputs"],
-                   charbonnier_eps=cfg["charbonnier_eps"])
+                   charbonnier_eps=cfg["charbonnier_eps"], image_max_shift=cfg["image_max_shift"])
 
     def _pixel(self, x, y):
         if self.pixel == "charbonnier":
@@ -136,6 +143,9 @@ class MultiScaleLoss(nn.Module):
                 with torch.no_grad():
                     targets[scale] = downscale(target.float(), scale)
             out, tgt = _match(img.float(), targets[scale])
+            if self.image_max_shift and scale == 1.0:  # compared inside the band where the moved target wrapped
+                m = self.image_max_shift
+                out, tgt = out[..., m:-m, m:-m], moved_onto(tgt, out, m)[..., m:-m, m:-m]
             pix = self._pixel(out, tgt)
             term = self.pixel_weight * pix
             parts["pixel"] += float(pix.detach()) * w
