@@ -129,9 +129,9 @@ def fit(pairs: dict, decomposition: str, photos: int | None, steps: int, lr: flo
 def fit_prox(net, pairs: dict, photos: int | None, steps: int, lr: float, batch: int, seed: int):
     """Train the last stage's proximal net with its gate open (1) to map that stage's refined image
     ``u_T = v_T + g_T (x^_T - v_T)`` (the fitted LMMSE step on the recorded HQS image) to the sharp crop moved onto
-    it (best integer shift within 4 px): L1 loss,
-    random flips and quarter turns, AdamW with a cosine schedule; every other module frozen. The earlier stages'
-    proximal nets stay closed (their images feed the kernel refits, which the recorded pairs cannot follow)."""
+    it (best integer shift within 4 px): L1 loss, random flips and quarter turns, AdamW with a cosine schedule; every
+    other module frozen. The earlier stages' proximal nets stay closed (their images feed the kernel refits, which
+    the recorded pairs cannot follow)."""
     T = net.stages - 1
     keep = pairs["photo"] < photos if photos else torch.ones(len(pairs["photo"]), dtype=torch.bool)
     idx = keep.nonzero().flatten()
