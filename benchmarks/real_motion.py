@@ -12,7 +12,11 @@ gain over the blurred input, and seconds per photo on this machine through ``unb
 photo, no tiles).
 
     python benchmarks/real_motion.py [--methods deeprftv2-tiny.motion nafnet-tiny.motion blind-l0]
-                                     [--weights name=FILE.safetensors ...] [--out real_motion.md]
+                                     [--weights name=FILE.safetensors ...] [--out real_motion.md [--update]]
+
+A classical method takes options after a colon: ``blind-l0:kernel_error=0`` (``name=value`` pairs separated by
+commas). ``--update`` keeps the rows of ``--out`` that this run does not score (each row's run is in the file's git
+history).
 
 ``--weights label=FILE`` adds a row for a weight file of the architecture ``--arch`` (default ``deeprftv2-tiny``;
 e.g. the synthetic-only weights, ``runs/deeprftv2-tiny-motion-synthetic.safetensors``).
@@ -20,6 +24,7 @@ e.g. the synthetic-only weights, ``runs/deeprftv2-tiny-motion-synthetic.safetens
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import time
 from pathlib import Path
@@ -56,8 +61,10 @@ def runner(spec: str, weights: str | None = None):
     from unblur.classical import METHODS
     from unblur.models import create, load_weights
 
-    if spec in METHODS:
-        return lambda x: restore(x, method=spec).image
+    name, _, opts = spec.partition(":")
+    if name in METHODS:
+        options = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in opts.split(",") if o)}
+        return lambda x: restore(x, method=name, options=options).image
     if weights is None:
         net = create(spec, pretrained=True).eval()
     else:
@@ -90,7 +97,10 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", nargs="*", default=[], metavar="LABEL=FILE")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--update", action="store_true", help="keep the rows of --out that this run does not score")
     args = ap.parse_args(argv)
+    if args.update and not args.out:
+        ap.error("--update needs --out")
     if not args.frames.is_dir():
         print(f"frames folder {args.frames} not found; nothing to do", file=sys.stderr)
         return 0
@@ -111,9 +121,13 @@ def main(argv=None) -> int:
              "- a development set, not a test: the same scene as the training frames 1-120 (other moments)",
              f"- `python benchmarks/real_motion.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              "| method | PSNR | SSIM | gain over the input (dB) | s / photo |", "|---|---|---|---|---|"]
-    for name, p, s, gain, secs in rows:
-        lines.append(f"| {name} | {p:.2f} | {s:.4f} | {gain:+.2f} | {secs:.2f} |")
-    emit(lines, args.out)
+    table = [f"| {name} | {p:.2f} | {s:.4f} | {gain:+.2f} | {secs:.2f} |" for name, p, s, gain, secs in rows]
+    if args.update and Path(args.out).is_file():
+        from motion_kodak24 import merge_rows
+
+        table = merge_rows(Path(args.out).read_text(), table)
+        lines[-4] = lines[-4] + " (this run's rows; the others are kept from earlier runs: `--update`)"
+    emit(lines + table, args.out)
     return 0
 
 

@@ -97,13 +97,16 @@ def test_untrained_gates_make_every_stage_the_classical_hqs_step():
     import math
 
     from unblur.physics import estimate_noise_sigma, mixture_hqs
+    from unblur.physics.l0_kernel import KERNEL_ERROR_SIGMA
 
     net = _net()
     y = conv2d(_photo(80 + 30), pad_kernel(motion_kernel(9, generator=torch.Generator().manual_seed(2)), 31), "valid")
     with torch.no_grad():
         net.log_lam.fill_(math.log(0.3))
         out = net.forward_train(y)
-        sigma = estimate_noise_sigma(y).clamp_min(1e-3)
+        # a noise-free photo: the stages assume the estimated kernel's error as their noise level
+        sigma = estimate_noise_sigma(y).clamp_min(KERNEL_ERROR_SIGMA)
+        assert float(estimate_noise_sigma(y)) < KERNEL_ERROR_SIGMA
         mix = torch.ones(1, 1, *y.shape[-2:])
         classical = torch.tensor([2.0 ** i for i in range(net.hqs_iters)])
         for t, ((u, _), k) in enumerate(zip(out["outputs"], out["kernels"])):

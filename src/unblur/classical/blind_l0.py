@@ -55,7 +55,7 @@ import torch
 from ..physics.color import luminance  # noqa: F401  (re-exported: callers find it here)
 from ..physics.kernels import trim_kernel
 from ..physics.l0_kernel import (  # noqa: F401  (the kernel estimation lives in physics; re-exported)
-    default_kernel_size, estimate_kernel_l0, estimate_photo_kernel, informative_region, l0_latent,
+    KERNEL_ERROR_SIGMA, default_kernel_size, estimate_kernel_l0, estimate_photo_kernel, informative_region, l0_latent,
     pyramid_kernel_sizes, region_in_photo)
 from .hqs import hqs
 
@@ -77,6 +77,7 @@ def blind_l0(
     kernel_sparsity: float = 0.05,
     noise_lambda: float = 32.0,
     final_lam_scale: float = 0.3,
+    kernel_error: float = KERNEL_ERROR_SIGMA,
     sigma: float | None = None,
     work_size: int = 1024,
     region: int = 768,
@@ -99,7 +100,11 @@ def blind_l0(
         noise_lambda: the L0 weights stay above this multiple of the noise variance at each pyramid level
             (0: no noise floor).
         final_lam_scale: ``lam_scale`` of the final hyper-Laplacian HQS deconvolution.
-        sigma: noise level for the final deconvolution (estimated when ``None``).
+        kernel_error: the final deconvolution assumes a noise level of at least this: a blind kernel is never
+            exact, and on a clean photo what the data term cannot explain with it (the kernel's error times the
+            image) is amplified like noise would be; on noisier photos the photo's own noise dominates (0: the
+            photo's noise only, floor 1e-3).
+        sigma: noise level of the photo (estimated when ``None``).
         region: side of the window of the photo (its most informative one, full resolution) the kernel
             is estimated on; the pyramid provides the coarse scales.
         work_size: the informative window is searched on a copy of the photo scaled to this long side.
@@ -117,8 +122,26 @@ def blind_l0(
     # the estimate's empty border only widens the unknown band of the deconvolution: trim it, photo by photo
     # (a batch's common support would make one photo's result depend on the others' kernels)
     x = torch.cat([deconvolve_tiled(blurred[i:i + 1], trim_kernel(k[i:i + 1]), tile, lam_scale=final_lam_scale,
-                                    sigma=sigma, boundary=boundary) for i in range(blurred.shape[0])])
+                                    sigma=effective_sigma(blurred[i:i + 1], _one(sigma, i), kernel_error),
+                                    boundary=boundary)
+                   for i in range(blurred.shape[0])])
     return x, k
+
+
+def effective_sigma(blurred: torch.Tensor, sigma, kernel_error: float) -> torch.Tensor:
+    """Noise level (1, 1, 1, 1) of the final deconvolution of one photo: its noise (``sigma``, estimated when
+    ``None``), at least ``kernel_error``."""
+    from .wiener import noise_sigma
+
+    s = noise_sigma(blurred, sigma)
+    return s.clamp_min(kernel_error)
+
+
+def _one(sigma, i: int):
+    """Photo ``i``'s noise level from ``sigma`` (None, a number, or one value per photo)."""
+    if sigma is None or not torch.is_tensor(sigma) or sigma.numel() == 1:
+        return sigma
+    return sigma.reshape(-1)[i]
 
 
 def deconvolve_tiled(blurred, kernel, tile: int, **hqs_options) -> torch.Tensor:

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from ..physics.boundary import Domain, fft_size, gradient_otfs, gradients, salient_edge_mask, taper_window
 from ..physics.fft import psf2otf
 from ..physics.kernels import project_kernel
-from ..physics.l0_kernel import estimate_photo_kernel
+from ..physics.l0_kernel import KERNEL_ERROR_SIGMA, estimate_photo_kernel
 from ..physics.mixed_blur import mixture_hqs
 from ..physics.noise import estimate_noise_sigma
 from ..physics.proximal import shrink_hyper_laplacian
@@ -338,7 +338,8 @@ class GDUNet(RestorationModel):
             k = estimate_photo_kernel(y.detach().float(), kernel_size=self.kernel_size, iters_per_level=iters[0],
                                       final_iters=iters[1], refine_iters=iters[2],
                                       kernel_sparsity=self.init_sparsity)
-        sigma = estimate_noise_sigma(y.detach().float()).clamp_min(1e-3)
+        # the stages deconvolve with estimated kernels: at least the kernel-error noise level (as blind-l0's final step)
+        sigma = estimate_noise_sigma(y.detach().float()).clamp_min(KERNEL_ERROR_SIGMA)
         shared = self._l0_step_inputs(y, sigma)
         outputs, kernels, u, feat = [], [], None, None
         for t in range(self.stages):

@@ -37,11 +37,16 @@ from .mixed_blur import mixture_hqs
 from .noise import estimate_noise_sigma
 from .solvers import FourierDataStep, kernel_step
 
-__all__ = ["estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_latent", "noise_floor",
+__all__ = ["KERNEL_ERROR_SIGMA", "estimate_kernel_l0", "estimate_photo_kernel", "l0_latent", "natural_latent", "noise_floor",
            "pyramid_kernel_sizes", "informative_region", "region_in_photo", "default_kernel_size"]
 
 
 SPARSITY_TUNED_SIZE = 31  # the kernel box ``kernel_sparsity`` was tuned in (benchmarks/blind_synthetic.py)
+# Lowest noise level an image step with an *estimated* kernel assumes: a blind estimate is never exact, and on a clean
+# photo what it cannot explain (its error times the image) is amplified like noise would be. Chosen for blind-l0's final
+# deconvolution on the training-photo sets of benchmarks/blind_synthetic.md (docs/classical.md); GDUNet's and UPADNet's
+# stage image steps use it too.
+KERNEL_ERROR_SIGMA = 0.004
 
 
 def noise_floor(sigma: float, scale: float, weight: float) -> float:
