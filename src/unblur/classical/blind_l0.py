@@ -41,7 +41,8 @@ most salient edges (searched on a copy scaled to ``work_size``); the pyramid sup
 scales. (Estimating on a downscaled photo and upscaling the kernel was tried: on a 12 MP photo with a
 45 px shake the upscaled kernel made the result worse than the input.) The default kernel size grows
 with the photo (:func:`default_kernel_size`). The whole photo is then deconvolved (hyper-Laplacian HQS,
-in overlapping tiles of ``tile`` pixels so that memory stays bounded).
+in overlapping tiles of ``tile`` pixels so that memory stays bounded), with a noise level of at least
+``kernel_error``: the estimate is not exact, and on a clean photo its error would be amplified like noise.
 
 Choices and the reasons are in ``docs/classical.md``; the defaults were tuned on synthetic blur of the
 training photos (``benchmarks/blind_synthetic.py``).
