@@ -20,6 +20,7 @@ from unblur.io import expand_inputs
 from unblur.metrics import kernel_psnr, psnr
 from unblur.models import create
 from unblur.physics import estimate_noise_sigma
+from unblur.physics.l0_kernel import KERNEL_ERROR_SIGMA
 
 from _common import cpu_model, emit  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from motion_kodak24 import degrade, quantise  # noqa: E402
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
         with torch.inference_mode():
             out = net.forward_train(y)
             if net.l0:  # each stage's HQS deconvolution before its proximal net (it depends on y and k_t only)
-                sigma = estimate_noise_sigma(y.float()).clamp_min(1e-3)
+                sigma = estimate_noise_sigma(y.float()).clamp_min(KERNEL_ERROR_SIGMA)  # as GDUNet's forward
                 steps.append([psnr(quantise(net._hqs_step(t, y, k, sigma)), pr["sharp"]).item()
                               for t, k in enumerate(out["kernels"])])
         images.append([psnr(quantise(img), pr["sharp"]).item() for img, _ in out["outputs"]])

@@ -56,6 +56,14 @@ def pairs(folder: Path) -> list[dict]:
     return out
 
 
+def _value(text: str):
+    """An option's value: a Python literal (``0``, ``0.5``, ``True``), else the text itself (``circular``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def runner(spec: str, weights: str | None = None):
     from unblur import restore
     from unblur.classical import METHODS
@@ -63,7 +71,7 @@ def runner(spec: str, weights: str | None = None):
 
     name, _, opts = spec.partition(":")
     if name in METHODS:
-        options = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in opts.split(",") if o)}
+        options = {k: _value(v) for k, v in (o.split("=", 1) for o in opts.split(",") if o)}
         return lambda x: restore(x, method=name, options=options).image
     if weights is None:
         net = create(spec, pretrained=True).eval()

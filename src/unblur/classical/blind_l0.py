@@ -53,6 +53,7 @@ import math
 
 import torch
 
+from ..errors import InputError
 from ..physics.color import luminance  # noqa: F401  (re-exported: callers find it here)
 from ..physics.kernels import trim_kernel
 from ..physics.l0_kernel import (  # noqa: F401  (the kernel estimation lives in physics; re-exported)
@@ -105,7 +106,8 @@ def blind_l0(
             exact, and on a clean photo what the data term cannot explain with it (the kernel's error times the
             image) is amplified like noise would be; on noisier photos the photo's own noise dominates (0: the
             photo's noise only, floor 1e-3).
-        sigma: noise level of the photo (estimated when ``None``).
+        sigma: noise level of the photo(s) for the final deconvolution (a number or one per photo; estimated when
+            ``None``; raised to ``kernel_error`` if below). The kernel estimate always estimates its own.
         region: side of the window of the photo (its most informative one, full resolution) the kernel
             is estimated on; the pyramid provides the coarse scales.
         work_size: the informative window is searched on a copy of the photo scaled to this long side.
@@ -123,7 +125,7 @@ def blind_l0(
     # the estimate's empty border only widens the unknown band of the deconvolution: trim it, photo by photo
     # (a batch's common support would make one photo's result depend on the others' kernels)
     x = torch.cat([deconvolve_tiled(blurred[i:i + 1], trim_kernel(k[i:i + 1]), tile, lam_scale=final_lam_scale,
-                                    sigma=effective_sigma(blurred[i:i + 1], _one(sigma, i), kernel_error),
+                                    sigma=effective_sigma(blurred[i:i + 1], _one(sigma, i, blurred.shape[0]), kernel_error),
                                     boundary=boundary)
                    for i in range(blurred.shape[0])])
     return x, k
@@ -138,11 +140,14 @@ def effective_sigma(blurred: torch.Tensor, sigma, kernel_error: float) -> torch.
     return s.clamp_min(kernel_error)
 
 
-def _one(sigma, i: int):
-    """Photo ``i``'s noise level from ``sigma`` (None, a number, or one value per photo)."""
-    if sigma is None or not torch.is_tensor(sigma) or sigma.numel() == 1:
-        return sigma
-    return sigma.reshape(-1)[i]
+def _one(sigma, i: int, batch: int):
+    """Photo ``i``'s noise level from ``sigma`` (None, a number, or one value per photo of a batch of ``batch``)."""
+    if sigma is None:
+        return None
+    s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
+    if s.numel() not in (1, batch):
+        raise InputError(f"sigma must be one value or one per photo ({batch}), got {s.numel()} values")
+    return float(s[0] if s.numel() == 1 else s[i])
 
 
 def deconvolve_tiled(blurred, kernel, tile: int, **hqs_options) -> torch.Tensor:

@@ -44,8 +44,8 @@ __all__ = ["KERNEL_ERROR_SIGMA", "estimate_kernel_l0", "estimate_photo_kernel", 
 SPARSITY_TUNED_SIZE = 31  # the kernel box ``kernel_sparsity`` was tuned in (benchmarks/blind_synthetic.py)
 # Lowest noise level an image step with an *estimated* kernel assumes: a blind estimate is never exact, and on a clean
 # photo what it cannot explain (its error times the image) is amplified like noise would be. Chosen for blind-l0's final
-# deconvolution on the training-photo sets of benchmarks/blind_synthetic.md (docs/classical.md); GDUNet's and UPADNet's
-# stage image steps use it too.
+# deconvolution on the training-photo sets of benchmarks/blind_synthetic.md (docs/classical.md); GDUNet's stage HQS
+# steps (UPADNet's too; its LMMSE refinements keep their own noise estimate) use it as well.
 KERNEL_ERROR_SIGMA = 0.004
 
 
