@@ -316,6 +316,8 @@ def test_kernel_error_floors_the_noise_level_of_the_final_deconvolution():
     assert (batch[0] - batch[1]).abs().max() > 1e-3  # the two noise levels were really used
     with pytest.raises(InputError, match="sigma"):
         deblur(two, method="blind-l0", kernel_size=9, sigma=torch.tensor([0.01, 0.02, 0.03]))
+    with pytest.raises(InputError, match="kernel_error"):
+        deblur(two, method="blind-l0", kernel_size=9, kernel_error=-0.1)
 
 
 def test_kernel_error_helps_with_an_inexact_kernel():

@@ -114,6 +114,10 @@ def blind_l0(
         tile: the final deconvolution runs on overlapping tiles of this size (bounded memory).
         boundary: ``"valid"`` (default) or ``"circular"`` for the final deconvolution.
     """
+    # bad values fail here, not after the slow kernel estimate
+    sigmas = _per_photo(sigma, blurred.shape[0])
+    if not (math.isfinite(kernel_error) and kernel_error >= 0):
+        raise InputError(f"kernel_error must be a finite number >= 0, got {kernel_error}")
     H, W = blurred.shape[-2:]
     if kernel_size is None:
         kernel_size = default_kernel_size(H, W)
@@ -125,7 +129,7 @@ def blind_l0(
     # the estimate's empty border only widens the unknown band of the deconvolution: trim it, photo by photo
     # (a batch's common support would make one photo's result depend on the others' kernels)
     x = torch.cat([deconvolve_tiled(blurred[i:i + 1], trim_kernel(k[i:i + 1]), tile, lam_scale=final_lam_scale,
-                                    sigma=effective_sigma(blurred[i:i + 1], _one(sigma, i, blurred.shape[0]), kernel_error),
+                                    sigma=effective_sigma(blurred[i:i + 1], sigmas[i], kernel_error),
                                     boundary=boundary)
                    for i in range(blurred.shape[0])])
     return x, k
@@ -140,14 +144,15 @@ def effective_sigma(blurred: torch.Tensor, sigma, kernel_error: float) -> torch.
     return s.clamp_min(kernel_error)
 
 
-def _one(sigma, i: int, batch: int):
-    """Photo ``i``'s noise level from ``sigma`` (None, a number, or one value per photo of a batch of ``batch``)."""
+def _per_photo(sigma, batch: int) -> list:
+    """One noise level (``None``: estimate it) per photo of a batch of ``batch`` from ``sigma`` (None, a number, or one
+    value per photo)."""
     if sigma is None:
-        return None
+        return [None] * batch
     s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
     if s.numel() not in (1, batch):
         raise InputError(f"sigma must be one value or one per photo ({batch}), got {s.numel()} values")
-    return float(s[0] if s.numel() == 1 else s[i])
+    return [float(v) for v in s.expand(batch)]
 
 
 def deconvolve_tiled(blurred, kernel, tile: int, **hqs_options) -> torch.Tensor:
