@@ -286,9 +286,11 @@ def test_noise_floor_is_inactive_on_a_clean_photo():
 
 
 def test_kernel_error_floors_the_noise_level_of_the_final_deconvolution():
-    # the final image is hqs-hl with the (trimmed) estimate and sigma = max(photo noise, kernel_error): the floor
-    # changes a clean photo's image, never its kernel, and leaves a photo noisier than the floor alone
+    # the final image is hqs-hl of the registered photo with the (trimmed) estimate and sigma = max(photo noise,
+    # kernel_error): the floor changes a clean photo's image, never its kernel, and leaves a photo noisier than the
+    # floor alone
     from unblur.classical.blind_l0 import deconvolve_tiled, effective_sigma
+    from unblur.physics import register_to_kernel
     from unblur.physics.kernels import trim_kernel
 
     k = _line_kernel(9, 6.0, 30.0)
@@ -302,7 +304,8 @@ def test_kernel_error_floors_the_noise_level_of_the_final_deconvolution():
         assert s == pytest.approx(max(float(estimate_noise_sigma(y)), 0.004), rel=1e-6)
         # the same code path with that noise level given: the same image (hard thresholds make another path's
         # rounding visible, so the reference is blind-l0's own deconvolution, not deblur's hqs-hl)
-        ref = deconvolve_tiled(y, trim_kernel(res.kernel), 1024, lam_scale=0.3, sigma=s).clamp(0, 1)
+        ref = deconvolve_tiled(register_to_kernel(y, res.kernel), trim_kernel(res.kernel), 1024, lam_scale=0.3,
+                               sigma=s).clamp(0, 1)
         torch.testing.assert_close(res.image, ref, rtol=0, atol=1e-6)
     # a given noise level is floored too, one value per photo of a batch, as when the photos run one by one
     two = torch.cat([y, y])

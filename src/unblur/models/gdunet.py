@@ -58,6 +58,7 @@ from ..physics.l0_kernel import KERNEL_ERROR_SIGMA, estimate_photo_kernel
 from ..physics.mixed_blur import mixture_hqs
 from ..physics.noise import estimate_noise_sigma
 from ..physics.proximal import shrink_hyper_laplacian
+from ..physics.registration import register_to_kernel
 from ..physics.solvers import FourierDataStep, kernel_step
 from .base import RestorationModel, pad_to_multiple
 from .blocks import NAFBlock
@@ -203,6 +204,10 @@ class GDUNet(RestorationModel):
         init_iters, train_init_iters: the L0 estimate's (iterations per level, at the finest level, refits) at
             inference and during training (cheaper: it runs on every training crop).
         init_sparsity: the L0 estimate's ``kernel_sparsity`` (reweighted L1 on the taps, as ``blind-l0``).
+        register: every stage's output image is moved by its kernel's centroid offset
+            (:func:`~unblur.physics.register_to_kernel`, sub-pixel), so it sits where that kernel centred exactly
+            on its centroid (the convention of our kernels) puts it, as ``blind-l0``'s result does; the stages
+            themselves work on the unmoved images. ``False``: as deconvolved.
     """
 
     physical_kernels = True
@@ -215,7 +220,8 @@ class GDUNet(RestorationModel):
                  weight: float = 0.02, gamma: float = 0.01, in_channels: int = 3, start_from: str | None = None,
                  edge_ratio: float = 0.0, kernel_init: str = "start", hqs_iters: int = 13, hqs_cg: int = 8,
                  hqs_rate: float = 2.0,
-                 init_iters=(5, 6, 2), train_init_iters=(2, 3, 0), init_sparsity: float = 0.05):
+                 init_iters=(5, 6, 2), train_init_iters=(2, 3, 0), init_sparsity: float = 0.05,
+                 register: bool = True):
         super().__init__()
         if int(kernel_size) < 3 or int(kernel_size) % 2 == 0:
             raise ValueError(f"GDUNet: kernel_size must be odd and >= 3, got {kernel_size}")
@@ -229,6 +235,7 @@ class GDUNet(RestorationModel):
         self.hqs_iters, self.hqs_cg, self.hqs_rate = int(hqs_iters), int(hqs_cg), float(hqs_rate)
         self.init_iters, self.train_init_iters = tuple(init_iters), tuple(train_init_iters)
         self.init_sparsity = float(init_sparsity)
+        self.register = bool(register)
         if self.l0 and start_from:
             raise ValueError("GDUNet: start_from sets the blind start P_0, which kernel_init='l0' does not have")
         if not self.l0:
@@ -332,6 +339,10 @@ class GDUNet(RestorationModel):
         """Stage ``t``'s image before its proximal net (``"l0"``): the HQS step (UPADNet refines it)."""
         return self._hqs_step(t, y, k, sigma)
 
+    def _registered(self, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """A stage's output: its image ``u`` moved by its kernel's sub-pixel centroid offset (``register``)."""
+        return register_to_kernel(u, k) if self.register else u
+
     def _forward_l0(self, y: torch.Tensor) -> dict:
         iters = self.train_init_iters if self.training else self.init_iters
         with torch.no_grad():  # hard thresholds and loops: a starting point, not a learned part
@@ -347,7 +358,7 @@ class GDUNet(RestorationModel):
                 k = self._kernel(t - 1, u, y, feat, previous=k)
             u, feat = self._apply_prox(self.proxes[t], self._l0_image_step(t, y, k, sigma, shared),
                                        self.prox_gates[t] * GATE_SCALE)
-            outputs.append((u, 1.0))
+            outputs.append((self._registered(u, k), 1.0))
             kernels.append(k)
         return {"outputs": outputs, "kernels": kernels}
 
@@ -365,7 +376,7 @@ class GDUNet(RestorationModel):
             k = self._kernel(t, dom.crop(u), y, feat)
             x = self._image_step(t, u, y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad, shared)
             u, feat = self._apply_prox(self.proxes[t], x)
-            outputs.append((dom.crop(u), 1.0))
+            outputs.append((self._registered(dom.crop(u), k), 1.0))
             kernels.append(k)
         return {"outputs": outputs, "kernels": kernels}
 

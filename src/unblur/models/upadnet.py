@@ -88,7 +88,8 @@ class UPADNet(GDUNet):
                  kernel_init: str = "l0", hqs_iters: int = 13, hqs_cg: int = 8, hqs_rate: float = 2.0,
                  init_iters=(5, 6, 2), train_init_iters=(2, 3, 0), init_sparsity: float = 0.05,
                  decomposition: str = "amplitude-phase", profile_bins: int = 8, amp_var: float = 1.0,
-                 phase_var: float = 1.0, noise_scale: float = 1.0, init_from: str | None = None):
+                 phase_var: float = 1.0, noise_scale: float = 1.0, init_from: str | None = None,
+                 register: bool = True):
         if decomposition not in DECOMPOSITIONS:
             raise InputError(f"UPADNet: decomposition must be one of {', '.join(DECOMPOSITIONS)}, got {decomposition!r}")
         if int(profile_bins) < 2:
@@ -99,7 +100,8 @@ class UPADNet(GDUNet):
                          width=width, levels=levels, blocks=blocks, prior_width=prior_width, gamma=gamma,
                          in_channels=in_channels, start_from=start_from, edge_ratio=edge_ratio,
                          kernel_init=kernel_init, hqs_iters=hqs_iters, hqs_cg=hqs_cg, hqs_rate=hqs_rate,
-                         init_iters=init_iters, train_init_iters=train_init_iters, init_sparsity=init_sparsity)
+                         init_iters=init_iters, train_init_iters=train_init_iters, init_sparsity=init_sparsity,
+                         register=register)
         if init_from:
             self._init_from(init_from)
 

@@ -12,6 +12,7 @@ from .kernels import (
     as_kernel,
     center_kernel,
     clean_kernel,
+    kernel_centroid,
     delta_kernel,
     defocus_kernel,
     gaussian_kernel,
@@ -30,6 +31,7 @@ from .pipeline import DegradationPipeline, crop_valid
 from .camera_shake import CameraShakeGenerator, ShakePipeline, render_shake, shake_homographies
 from .boundary import BOUNDARIES, Domain, fft_size, gradient_otfs, gradients, gradients_adjoint, taper_window
 from .solvers import FourierDataStep, conjugate_gradient, fourier_data_step, kernel_step
+from .registration import register_to_kernel, translate
 from .proximal import shrink_hyper_laplacian, shrink_tv
 from .mixed_blur import mixture_hqs
 from .l0_kernel import default_kernel_size, estimate_kernel_l0, estimate_photo_kernel

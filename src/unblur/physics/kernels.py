@@ -48,6 +48,7 @@ __all__ = [
     "NEGATIVE_TOLERANCE",
     "normalize_kernel",
     "center_kernel",
+    "kernel_centroid",
     "pad_kernel",
     "motion_kernel",
     "defocus_kernel",
@@ -246,8 +247,9 @@ def _clean(k: torch.Tensor, threshold: float, min_component_mass: float) -> torc
     return torch.where((mass >= min_component_mass) & (lab > 0), k.view(B, h * w), torch.zeros_like(mass)).view(B, 1, h, w)
 
 
-def _center(k: torch.Tensor, normalised: bool) -> torch.Tensor:
-    """Move each kernel (B, 1, h, w) by whole pixels so its centroid (of the non-negative part) is the centre."""
+def _centroid(k: torch.Tensor, normalised: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centroid (row, column; (B,) each, in pixels from the top-left tap) of the non-negative part of kernels
+    (B, 1, h, w), and that part's mass (B,). ``normalised``: the kernels sum to 1 (no division)."""
     B, _, h, w = k.shape
     yy = torch.arange(h, device=k.device, dtype=k.dtype).view(1, 1, h, 1)
     xx = torch.arange(w, device=k.device, dtype=k.dtype).view(1, 1, 1, w)
@@ -256,6 +258,35 @@ def _center(k: torch.Tensor, normalised: bool) -> torch.Tensor:
     mass = p.sum((1, 2, 3))
     if not normalised:
         cy, cx = cy / mass.clamp_min(1e-30), cx / mass.clamp_min(1e-30)
+    return cy, cx, mass
+
+
+def kernel_centroid(k: torch.Tensor) -> torch.Tensor:
+    """Offset (B, 2) of each kernel's centroid (of its non-negative part) from its centre pixel ``(kh//2, kw//2)``,
+    in pixels (rows down, columns right); 0 for a kernel with no positive mass. Kernels (kh, kw) or (..., kh, kw).
+
+    After :func:`project_kernel` with ``center=True`` each offset is at most half a pixel per axis: what whole-pixel
+    shifts cannot remove (:func:`unblur.physics.registration.register_to_kernel` removes it from an image).
+
+    >>> k = torch.zeros(5, 5); k[2, 2] = k[2, 3] = 0.5
+    >>> kernel_centroid(k).tolist()
+    [[0.0, 0.5]]
+    """
+    if not torch.is_tensor(k) or k.ndim < 2:
+        raise InputError(f"kernel must be a tensor with at least 2 dims (kh, kw), got {getattr(k, 'shape', type(k))}")
+    h, w = k.shape[-2:]
+    kk = k.reshape(-1, 1, h, w)
+    if not kk.is_floating_point():
+        kk = kk.to(torch.get_default_dtype())
+    cy, cx, mass = _centroid(kk, normalised=False)
+    off = torch.stack([cy - h // 2, cx - w // 2], dim=1)
+    return torch.where((mass > 0)[:, None], off, torch.zeros_like(off))
+
+
+def _center(k: torch.Tensor, normalised: bool) -> torch.Tensor:
+    """Move each kernel (B, 1, h, w) by whole pixels so its centroid (of the non-negative part) is the centre."""
+    B, _, h, w = k.shape
+    cy, cx, mass = _centroid(k, normalised)
     dy = torch.where(mass > 0, (h // 2 - cy).round(), torch.zeros_like(cy)).long()
     dx = torch.where(mass > 0, (w // 2 - cx).round(), torch.zeros_like(cx)).long()
     return _shift(k, dy, dx)
