@@ -204,10 +204,11 @@ class GDUNet(RestorationModel):
         init_iters, train_init_iters: the L0 estimate's (iterations per level, at the finest level, refits) at
             inference and during training (cheaper: it runs on every training crop).
         init_sparsity: the L0 estimate's ``kernel_sparsity`` (reweighted L1 on the taps, as ``blind-l0``).
-        register: every stage's output image is moved by its kernel's centroid offset
-            (:func:`~unblur.physics.register_to_kernel`, sub-pixel), so it sits where that kernel centred exactly
-            on its centroid (the convention of our kernels) puts it, as ``blind-l0``'s result does; the stages
-            themselves work on the unmoved images. ``False``: as deconvolved.
+        register: every stage's output image sits where its kernel centred exactly on its centroid (the convention
+            of our kernels) puts it, as ``blind-l0``'s result does (:func:`~unblur.physics.register_to_kernel`,
+            sub-pixel): the last stage deconvolves the photo moved by its kernel's centroid offset, the earlier
+            stages' outputs are moved by theirs (the kernel refits work on the unmoved images). ``False``: as
+            deconvolved. (The ``"start"`` design moves every stage's output.)
     """
 
     physical_kernels = True
@@ -340,7 +341,8 @@ class GDUNet(RestorationModel):
         return self._hqs_step(t, y, k, sigma)
 
     def _registered(self, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """A stage's output: its image ``u`` moved by its kernel's sub-pixel centroid offset (``register``)."""
+        """A stage's output: its image ``u`` moved by its kernel's sub-pixel centroid offset (``register``); the
+        stage keeps working with the unmoved ``u``."""
         return register_to_kernel(u, k) if self.register else u
 
     def _forward_l0(self, y: torch.Tensor) -> dict:
@@ -356,9 +358,16 @@ class GDUNet(RestorationModel):
         for t in range(self.stages):
             if t:
                 k = self._kernel(t - 1, u, y, feat, previous=k)
-            u, feat = self._apply_prox(self.proxes[t], self._l0_image_step(t, y, k, sigma, shared),
+            yt, st, moved = y, shared, False
+            if self.register and t == self.stages - 1:
+                # the last stage deconvolves the registered photo (as blind-l0 does), so the returned image is not
+                # interpolated (on the tuning crops a little better than moving it: docs/models/gdunet.md)
+                yt = register_to_kernel(y, k)
+                moved = yt is not y
+                st = self._l0_step_inputs(yt, sigma) if moved else shared
+            u, feat = self._apply_prox(self.proxes[t], self._l0_image_step(t, yt, k, sigma, st),
                                        self.prox_gates[t] * GATE_SCALE)
-            outputs.append((self._registered(u, k), 1.0))
+            outputs.append((u if moved else self._registered(u, k), 1.0))
             kernels.append(k)
         return {"outputs": outputs, "kernels": kernels}
 
