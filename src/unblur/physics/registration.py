@@ -5,9 +5,10 @@ and ``x'`` is ``x`` moved by ``-d``. Our kernels follow one convention (the cent
 generators in :mod:`unblur.physics.kernels` make them), but an estimate can only be centred by whole pixels
 (:func:`~unblur.physics.project_kernel`), so its centroid stays up to half a pixel off the centre, and the image
 deconvolved with it is moved by as much. On sharp edges half a pixel is a large error: on the synthetic shakes of the
-training photos the blind results scored about 1 dB higher once moved back (``benchmarks/blind_synthetic.md``, the
-"registered" sections). :func:`register_to_kernel` moves an image by its kernel's sub-pixel centroid offset, so the
-result sits where the same kernel centred exactly would have put it.
+training photos ``blind-l0``'s results scored 1.0 and 1.3 dB higher without any shift once registered
+(``benchmarks/blind_synthetic.md``, the sections with ``register=False`` rows). :func:`register_to_kernel` moves an
+image by its kernel's sub-pixel centroid offset, so the result sits where the same kernel centred exactly would have
+put it.
 
     >>> import torch
     >>> x = torch.rand(1, 1, 32, 32, dtype=torch.float64)
