@@ -12,6 +12,7 @@ any shift ("PSNR, no shift"): the generator centres every kernel's centroid on i
 off that convention (a blind estimate is defined up to a translation) loses there what the alignment forgives.
 
     python benchmarks/blind_synthetic.py [--n 16] [--method blind-l0] [--set kernel_size=41 ...] [--compare ...]
+    python benchmarks/blind_synthetic.py --method gdunet-tiny.motion --compare register=False   # a shipped network
 
 ``--set name=value`` passes options to the method (``unblur.classical.deblur``); ``--compare name=value``
 adds a second row on the same images (e.g. ``--compare kernel_sparsity=0``: the previous default). The script
@@ -34,7 +35,7 @@ import torch
 from unblur.classical import deblur
 from unblur.physics import MotionBlurGenerator, conv2d
 from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from levin import CROP, evaluate  # noqa: E402
+from levin import CROP, evaluate, run_network  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -83,13 +84,26 @@ def parse_sets(items: list[str]) -> dict:
     return opts
 
 
+def blind_method(method: str, opts: dict):
+    """``y -> restored`` for a classical method (``unblur.classical.deblur`` with ``opts``) or a shipped network
+    (``MODEL.TAG``; ``opts`` go to its constructor, e.g. ``register=False``), grey in and out (a colour network gets
+    the grey channel three times, as in ``levin.py``)."""
+    if "." in method:
+        from unblur.models import create
+
+        net = create(method, pretrained=True, **opts).eval()
+        return lambda y: run_network(net, y)[0]
+    return lambda y: deblur(y, method=method, **opts).image
+
+
 def score(method: str, opts: dict, cases) -> str:
     """One table row: ``method`` with ``opts`` on the (sharp, blurred, kernel) cases."""
     rows, seconds = [], 0.0
+    restore = blind_method(method, opts)
     for idx, (sharp, y, k) in enumerate(cases):
         known = deblur(y, k, method="hqs-hl").image
         t = time.perf_counter()
-        blind = deblur(y, method=method, **opts).image
+        blind = restore(y)
         seconds += time.perf_counter() - t
         pk, sk, ek = evaluate(known, sharp)
         pb, sb, eb = evaluate(blind, sharp)
@@ -124,9 +138,10 @@ def main(argv=None) -> int:
         print(f"no training photos in {args.data}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
-    settings = [{"kernel_size": SUPPORT, **parse_sets(args.set)}]
+    base = {} if "." in args.method else {"kernel_size": SUPPORT}  # a network's kernel size is its own
+    settings = [{**base, **parse_sets(args.set)}]
     if args.compare is not None:
-        settings.append({"kernel_size": SUPPORT, **parse_sets(args.compare)})
+        settings.append({**base, **parse_sets(args.compare)})
     cases = make_cases(args.data, args.n, tuple(args.lengths), args.noise, args.seed)
     lines = [
         "| method | blurred PSNR | known-kernel PSNR | PSNR | SSIM | error ratio | success (<=2 / <=3) | s / image "
