@@ -208,7 +208,8 @@ class GDUNet(RestorationModel):
             of our kernels) puts it, as ``blind-l0``'s result does (:func:`~unblur.physics.register_to_kernel`,
             sub-pixel): the last stage deconvolves the photo moved by its kernel's centroid offset, the earlier
             stages' outputs are moved by theirs (the kernel refits work on the unmoved images). ``False``: as
-            deconvolved. (The ``"start"`` design moves every stage's output.)
+            deconvolved. (The ``"start"`` design, not shipped, does not register: its ONNX graph cannot hold a
+            shift that depends on the data.)
     """
 
     physical_kernels = True
@@ -385,7 +386,7 @@ class GDUNet(RestorationModel):
             k = self._kernel(t, dom.crop(u), y, feat)
             x = self._image_step(t, u, y_ext, psf2otf(k.to(y.dtype), dom.shape), otfs_grad, shared)
             u, feat = self._apply_prox(self.proxes[t], x)
-            outputs.append((self._registered(dom.crop(u), k), 1.0))
+            outputs.append((dom.crop(u), 1.0))  # not registered: this design's ONNX graph has no data-dependent shift
             kernels.append(k)
         return {"outputs": outputs, "kernels": kernels}
 
